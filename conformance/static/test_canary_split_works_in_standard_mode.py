@@ -1,0 +1,16 @@
+"""A canary is a weighted split that Standard mode honours, sending traffic to every revision.
+
+KServe v0.19 ignores canaryTrafficPercent in Standard mode; a weighted HTTPRoute over two
+predictor Services is the split that works.
+"""
+
+import pytest
+
+from serving_conformance.static.check import assert_rule_holds
+from serving_conformance.static.rules import CANARY
+
+
+@pytest.mark.static
+@pytest.mark.rule(CANARY)
+def test_canary_is_a_split_standard_mode_honours(manifest, rule_context):
+    assert_rule_holds(CANARY, manifest, rule_context)

@@ -1,0 +1,12 @@
+"""GPU workloads request nvidia.com/gpu and use Recreate where only one GPU slot exists."""
+
+import pytest
+
+from serving_conformance.static.check import assert_rule_holds
+from serving_conformance.static.rules import GPU_WORKLOADS
+
+
+@pytest.mark.static
+@pytest.mark.rule(GPU_WORKLOADS)
+def test_gpu_workloads_request_gpus_and_recreate(manifest, rule_context):
+    assert_rule_holds(GPU_WORKLOADS, manifest, rule_context)

@@ -1,0 +1,12 @@
+"""KServe runs in Standard mode, with the Gateway API on a named gateway, no Istio, the modelcar on."""
+
+import pytest
+
+from serving_conformance.static.check import assert_rule_holds
+from serving_conformance.static.rules import PLATFORM_CONFIG
+
+
+@pytest.mark.static
+@pytest.mark.rule(PLATFORM_CONFIG)
+def test_kserve_is_configured_as_documented(manifest, rule_context):
+    assert_rule_holds(PLATFORM_CONFIG, manifest, rule_context)

@@ -1,0 +1,11 @@
+"""Every manifest file under test is readable YAML, and the directory holds some."""
+
+import pytest
+
+
+@pytest.mark.static
+@pytest.mark.behaviour("manifests-parse", title="every manifest file under test is readable, valid YAML")
+def test_every_manifest_file_parses(manifest_file):
+    path, problems = manifest_file
+    if problems:
+        pytest.fail("\n".join(f"{p.where}: {p.message}" for p in problems), pytrace=False)

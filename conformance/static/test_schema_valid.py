@@ -1,0 +1,17 @@
+"""Every object validates against the schemas of the pinned releases; an unknown field is an error.
+
+Core kinds against Kubernetes' published OpenAPI schemas, KServe and Gateway API objects against
+their CRDs, Helm values against the chart's values. Where a schema cannot be obtained on this
+machine, the test is skipped with the reason and the report says partial.
+"""
+
+import pytest
+
+from serving_conformance.static.check import assert_rule_holds
+from serving_conformance.static.schema import SCHEMA_VALID
+
+
+@pytest.mark.static
+@pytest.mark.rule(SCHEMA_VALID)
+def test_object_matches_the_pinned_schema(manifest, rule_context):
+    assert_rule_holds(SCHEMA_VALID, manifest, rule_context)

@@ -1,0 +1,94 @@
+"""The pytest plugin: options, markers, parametrization by the manifests under test, the report.
+
+Registered through the `pytest11` entry point. Data flows one way: options become Settings, the
+manifests are loaded once, tests are parametrized by what the manifests declare, and fixtures
+(from `fixtures.py`) hand a ready cluster to cluster tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .manifests import ManifestSet, load_manifests
+from .options import MARKERS, Settings, add_options, settings_from
+from .platform_config import find_config
+from .report import ConformanceReport, tag_item
+from .static.findings import Rule, RuleContext
+
+SETTINGS = pytest.StashKey[Settings]()
+MANIFESTS = pytest.StashKey[ManifestSet]()
+RULE_CONTEXT = pytest.StashKey[RuleContext]()
+
+pytest_plugins = ["serving_conformance.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    settings = settings_from(config)
+    config.stash[SETTINGS] = settings
+    manifests = load_manifests(settings.manifests_dir)
+    config.stash[MANIFESTS] = manifests
+    config.stash[RULE_CONTEXT] = RuleContext(manifests, settings.expect, find_config(manifests))
+    if not hasattr(config, "workerinput"):  # under xdist only the controller writes the report
+        config.pluginmanager.register(
+            ConformanceReport(settings, {"cluster": {"provider": settings.cluster}}), "sc-report"
+        )
+
+
+def _rule_of(metafunc: pytest.Metafunc) -> Rule | None:
+    marker = metafunc.definition.get_closest_marker("rule")
+    return marker.args[0] if marker else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    manifests = config.stash[MANIFESTS]
+    if "manifest" in metafunc.fixturenames:
+        rule = _rule_of(metafunc)
+        if rule is None:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `manifest` without @pytest.mark.rule(...)")
+        selected = rule.select(manifests)
+        if selected:
+            metafunc.parametrize("manifest", selected, ids=_unique_ids([r.ident for r in selected]))
+        else:
+            reason = f"{rule.nothing_to_check} ({manifests.root})"
+            metafunc.parametrize("manifest", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
+    if "manifest_file" in metafunc.fixturenames:
+        problems = {p.path: [] for p in manifests.problems}
+        for problem in manifests.problems:
+            problems[problem.path].append(problem)
+        files = [(path, problems.pop(path, [])) for path in manifests.files]
+        files += list(problems.items())  # directories and files that could not be listed at all
+        ids = _unique_ids([_relative(path, manifests.root) for path, _ in files])
+        metafunc.parametrize("manifest_file", files, ids=ids)
+
+
+def _relative(path, root) -> str:
+    try:
+        return str(path.relative_to(root)) or path.name
+    except ValueError:
+        return str(path)
+
+
+def _unique_ids(ids: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    unique = []
+    for ident in ids:
+        seen[ident] = seen.get(ident, 0) + 1
+        unique.append(ident if seen[ident] == 1 else f"{ident}#{seen[ident]}")
+    return unique
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rule = item.get_closest_marker("rule")
+        behaviour = item.get_closest_marker("behaviour")
+        if rule is not None:
+            tag_item(item, rule.args[0].id, rule.args[0].title)
+        elif behaviour is not None:
+            tag_item(item, behaviour.args[0], behaviour.kwargs.get("title", behaviour.args[0]))

@@ -1,0 +1,66 @@
+"""Rules and their findings: what was found, what KServe or vLLM will do with it, the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..manifests import ManifestSet, Resource
+
+if TYPE_CHECKING:
+    from ..platform_config import KServeConfig
+
+
+@dataclass(frozen=True)
+class Finding:
+    found: str
+    effect: str
+    fix: str
+
+    def render(self) -> str:
+        return f"  found:  {self.found}\n  effect: {self.effect}\n  fix:    {self.fix}"
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """The expected values the whole suite checks against (from the command-line options)."""
+
+    served_model_name: str
+    engine_version: str
+    kserve_version: str
+    kubernetes_version: str
+    gpu_slots: int
+
+
+@dataclass
+class RuleContext:
+    manifests: ManifestSet
+    expect: Expectations
+    kserve_config: KServeConfig | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    # The behaviour in the design's words; the report shows it.
+    title: str
+    applies: Callable[[Resource], bool]
+    check: Callable[[Resource, RuleContext], list[Finding]]
+    # Said when nothing under the manifests directory is something this rule applies to.
+    nothing_to_check: str
+
+    def select(self, manifests: ManifestSet) -> list[Resource]:
+        return [r for r in manifests.resources if self.applies(r)]
+
+    def failure_message(self, resource: Resource, findings: list[Finding]) -> str:
+        lines = [f"{self.id}: {resource.ident} ({resource.where}) breaks '{self.title}'"]
+        lines.extend(f.render() for f in findings)
+        return "\n".join(lines)
+
+
+class CannotCheck(Exception):
+    """Raised by a check that cannot judge a resource here (e.g. its schema is unobtainable).
+
+    The test is then skipped with this reason and the report marks the result partial.
+    """

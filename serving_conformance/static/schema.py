@@ -1,0 +1,217 @@
+"""Schema validation of the manifests, strict: an unknown field is an error.
+
+Core kinds are validated against Kubernetes' OpenAPI schemas as published in the
+`kubernetes-validate` package (strict variants). KServe and Gateway API objects are validated
+against the openAPIV3Schema of the CRDs of the pinned releases, read from their Go module zips;
+objects in CRD schemas are made closed (additionalProperties: false) unless the schema preserves
+unknown fields, which is what `kubectl apply` with strict field validation enforces. Helm values
+of the kserve-resources chart are checked against the keys the chart's own values.yaml defines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry
+from referencing import Resource as RefResource
+
+from ..manifests import HELM_VALUES_KIND, Resource
+from ..upstream import UpstreamUnavailable, gateway_api_files, kserve_files
+from ..versions import GATEWAY_API
+from .findings import CannotCheck, Finding, Rule, RuleContext
+
+MAX_ERRORS = 8
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+KSERVE_GROUP = "serving.kserve.io"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+# Keys of chart values whose content is free-form (maps of user labels, resources, ...).
+_FREE_FORM_DEFAULTS = ({}, [], None, "")
+
+
+def _closed(schema: Any) -> Any:
+    """A copy of a CRD schema where every object with properties rejects unknown fields."""
+    if isinstance(schema, list):
+        return [_closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {k: _closed(v) for k, v in schema.items()}
+    if (
+        "properties" in result
+        and "additionalProperties" not in result
+        and not result.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        result["additionalProperties"] = False
+    if result.get("nullable") and isinstance(result.get("type"), str):
+        result["type"] = [result["type"], "null"]
+    return result
+
+
+def _crd_schemas(directory: Path) -> dict[str, Any]:
+    """Closed schemas by "group/version/Kind", converted once from the CRDs and cached as JSON."""
+    cached = directory / ".closed-schemas.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    schemas = {}
+    for path in sorted(directory.rglob("*.yaml")):
+        for document in yaml.load_all(path.read_text(), Loader=_YAML_LOADER):
+            if not isinstance(document, Mapping) or document.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = document["spec"]
+            for version in spec.get("versions", []):
+                schema = version.get("schema", {}).get("openAPIV3Schema")
+                if schema:
+                    schema = _closed(schema)
+                    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+                    schemas[f"{spec['group']}/{version['name']}/{spec['names']['kind']}"] = schema
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(schemas))
+    tmp.replace(cached)
+    return schemas
+
+
+@lru_cache(maxsize=None)
+def _crd_validators(directory: str) -> dict[str, jsonschema.protocols.Validator]:
+    return {key: jsonschema.Draft7Validator(schema) for key, schema in _crd_schemas(Path(directory)).items()}
+
+
+def _kserve_validators(version: str) -> dict:
+    return _crd_validators(str(kserve_files(version) / "config" / "crd" / "full"))
+
+
+def _gateway_validators(version: str) -> dict:
+    return _crd_validators(str(gateway_api_files(version) / "config" / "crd"))
+
+
+@lru_cache(maxsize=None)
+def _core_schema_dir(kubernetes_version: str) -> Path:
+    minor = ".".join(kubernetes_version.lstrip("v").split(".")[:2])
+    root = importlib_resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    candidates = sorted(
+        (p for p in root.iterdir() if p.name.endswith("-local-strict")),
+        key=lambda p: tuple(int(x) for x in p.name[1:].split("-")[0].split(".")[:2]),
+    )
+    chosen = [p for p in candidates if p.name.startswith(f"v{minor}.")]
+    if not chosen:
+        raise CannotCheck(
+            f"kubernetes-validate has no schemas for Kubernetes {minor} "
+            f"(it has {candidates[0].name[1:5]} to {candidates[-1].name[1:5]}); upgrade it"
+        )
+    return Path(str(chosen[-1]))
+
+
+@lru_cache(maxsize=None)
+def _core_registry(schema_dir: Path) -> Registry:
+    definitions = json.loads((schema_dir / "_definitions.json").read_text())
+    return RefResource.from_contents(definitions) @ Registry()
+
+
+@lru_cache(maxsize=4096)
+def _core_validator(schema_dir: Path, filename: str) -> jsonschema.protocols.Validator | None:
+    path = schema_dir / filename
+    if not path.is_file():
+        return None
+    schema = json.loads(path.read_text())
+    return jsonschema.Draft202012Validator(schema, registry=_core_registry(schema_dir))
+
+
+def _core_filename(resource: Resource) -> str:
+    group, _, version = resource.api_version.rpartition("/")
+    prefix = group.split(".", 1)[0] if group else ""
+    api = f"{prefix}-{version}" if prefix else version
+    return f"{resource.kind.lower()}-{api}.json"
+
+
+def _validator_for(resource: Resource, ctx: RuleContext) -> jsonschema.protocols.Validator:
+    group, _, version = resource.api_version.rpartition("/")
+    try:
+        if group == KSERVE_GROUP:
+            validators = _kserve_validators(ctx.expect.kserve_version)
+            source = f"KServe {ctx.expect.kserve_version} CRDs"
+        elif group == GATEWAY_GROUP:
+            validators = _gateway_validators(GATEWAY_API)
+            source = f"Gateway API {GATEWAY_API} CRDs"
+        else:
+            validator = _core_validator(_core_schema_dir(ctx.expect.kubernetes_version), _core_filename(resource))
+            if validator is None:
+                raise CannotCheck(
+                    f"no schema for {resource.api_version} {resource.kind} in Kubernetes "
+                    f"{ctx.expect.kubernetes_version}'s published schemas"
+                )
+            return validator
+    except UpstreamUnavailable as exc:
+        raise CannotCheck(f"schema not obtainable on this machine: {exc}") from exc
+    validator = validators.get(f"{group}/{version}/{resource.kind}")
+    if validator is None:
+        raise CannotCheck(f"{source} define no {resource.kind} at {resource.api_version}")
+    return validator
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _check_object(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    validator = _validator_for(resource, ctx)
+    errors = sorted(validator.iter_errors(dict(resource.body)), key=lambda e: list(map(str, e.absolute_path)))
+    findings = [
+        Finding(
+            found=f"{_path(error)}: {error.message}",
+            effect="the API server rejects the object under strict field validation (kubectl's default), or drops the field",
+            fix="correct the field against the schema of the pinned release",
+        )
+        for error in errors[:MAX_ERRORS]
+    ]
+    if len(errors) > MAX_ERRORS:
+        findings.append(Finding(f"... and {len(errors) - MAX_ERRORS} more errors", "", ""))
+    return findings
+
+
+def _unknown_keys(values: Any, defaults: Any, prefix: str) -> list[str]:
+    if not isinstance(values, Mapping) or not isinstance(defaults, Mapping) or defaults in _FREE_FORM_DEFAULTS:
+        return []
+    unknown = []
+    for key, value in values.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in defaults:
+            unknown.append(path)
+        elif defaults[key] not in _FREE_FORM_DEFAULTS:
+            unknown.extend(_unknown_keys(value, defaults[key], path))
+    return unknown
+
+
+def _check_helm_values(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    try:
+        chart = kserve_files(ctx.expect.kserve_version) / "charts" / "kserve-resources" / "values.yaml"
+    except UpstreamUnavailable as exc:
+        raise CannotCheck(f"chart values not obtainable on this machine: {exc}") from exc
+    defaults = yaml.safe_load(chart.read_text())
+    return [
+        Finding(
+            found=f"{path} is not a value of the kserve-resources {ctx.expect.kserve_version} chart",
+            effect="Helm ignores unknown values silently: the setting has no effect",
+            fix="correct the key against the chart's values.yaml",
+        )
+        for path in _unknown_keys(resource.body, defaults, "")
+    ]
+
+
+def _check_schema(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    if resource.kind == HELM_VALUES_KIND:
+        return _check_helm_values(resource, ctx)
+    return _check_object(resource, ctx)
+
+
+SCHEMA_VALID = Rule(
+    id="schema-valid",
+    title="every object validates against the schema of the pinned Kubernetes, KServe and Gateway API releases, unknown fields included",
+    applies=lambda resource: True,
+    check=_check_schema,
+    nothing_to_check="no objects in the manifests",
+)

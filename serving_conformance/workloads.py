@@ -1,0 +1,342 @@
+"""What the manifests will run: pod specs, containers, images and vLLM command lines.
+
+KServe components (predictor, transformer, explainer) carry pod-level fields inline; Deployments
+carry them under `spec.template.spec`. Both are presented here as `Workload`s so that rules and
+cluster tests read containers the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .manifests import ManifestSet, Resource
+
+KSERVE_CONTAINER = "kserve-container"
+KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")
+POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet")
+GPU_RESOURCE = "nvidia.com/gpu"
+VLLM_DEFAULT_PORT = 8000
+# KServe points the Service and probes at the first containerPort, or at 8080 when none is declared.
+KSERVE_DEFAULT_PORT = 8080
+MODELCAR_MOUNT = "/mnt/models"
+
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+)?)")
+# Boolean vLLM flags that never take a value; needed to tell a flag from a positional model.
+_VLLM_BOOLEAN_FLAGS = frozenset(
+    {
+        "--enforce-eager",
+        "--trust-remote-code",
+        "--disable-log-requests",
+        "--disable-log-stats",
+        "--enable-prefix-caching",
+        "--no-enable-prefix-caching",
+        "--enable-chunked-prefill",
+        "--enable-auto-tool-choice",
+        "--disable-frontend-multiprocessing",
+        "--enable-lora",
+    }
+)
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+
+
+@dataclass(frozen=True)
+class Image:
+    reference: str
+
+    @property
+    def digest_pinned(self) -> bool:
+        return bool(_DIGEST.search(self.reference))
+
+    @property
+    def repository(self) -> str:
+        name = self.reference.split("@", 1)[0]
+        last = name.rsplit("/", 1)[-1]
+        if ":" in last:
+            name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+        return name
+
+    @property
+    def tag(self) -> str | None:
+        last = self.reference.split("@", 1)[0].rsplit("/", 1)[-1]
+        return last.split(":", 1)[1] if ":" in last else None
+
+    @property
+    def version(self) -> str | None:
+        match = _VERSION.search(self.tag or "")
+        return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Container:
+    body: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("name", ""))
+
+    @property
+    def image(self) -> Image:
+        return Image(str(self.body.get("image", "")))
+
+    @property
+    def command(self) -> list[str]:
+        return [str(c) for c in as_list(self.body.get("command"))]
+
+    @property
+    def args(self) -> list[str]:
+        return [str(a) for a in as_list(self.body.get("args"))]
+
+    @property
+    def resources(self) -> Mapping[str, Any]:
+        return as_mapping(self.body.get("resources"))
+
+    def requests(self) -> Mapping[str, Any]:
+        return as_mapping(self.resources.get("requests"))
+
+    def limits(self) -> Mapping[str, Any]:
+        return as_mapping(self.resources.get("limits"))
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        """Env by name; None where the value comes from a reference (valueFrom)."""
+        result: dict[str, str | None] = {}
+        for entry in as_list(self.body.get("env")):
+            entry = as_mapping(entry)
+            if "name" in entry:
+                result[str(entry["name"])] = None if "valueFrom" in entry else str(entry.get("value", ""))
+        return result
+
+    def env_entry(self, name: str) -> Mapping[str, Any] | None:
+        return next(
+            (as_mapping(e) for e in as_list(self.body.get("env")) if as_mapping(e).get("name") == name),
+            None,
+        )
+
+    @property
+    def container_ports(self) -> list[int]:
+        ports = []
+        for port in as_list(self.body.get("ports")):
+            value = as_mapping(port).get("containerPort")
+            if isinstance(value, int):
+                ports.append(value)
+        return ports
+
+    def probe_ports(self) -> dict[str, Any]:
+        """Port of each declared probe (an int, a named port, or None when absent)."""
+        result: dict[str, Any] = {}
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            spec = as_mapping(self.body.get(probe))
+            if not spec:
+                continue
+            handler = as_mapping(spec.get("httpGet")) or as_mapping(spec.get("tcpSocket"))
+            result[probe] = handler.get("port")
+        return result
+
+    def named_port(self, name: str) -> int | None:
+        for port in as_list(self.body.get("ports")):
+            port = as_mapping(port)
+            if port.get("name") == name and isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"])
+        return None
+
+    @property
+    def is_vllm(self) -> bool:
+        if "vllm" in self.image.repository.rsplit("/", 1)[-1]:
+            return True
+        return any("vllm" in part for part in self.command)
+
+    @property
+    def vllm(self) -> VllmArgs:
+        return VllmArgs.parse(self.command, self.args)
+
+    @property
+    def requests_gpu(self) -> bool:
+        return GPU_RESOURCE in self.limits() or GPU_RESOURCE in self.requests()
+
+    @property
+    def is_cpu_build(self) -> bool:
+        """vLLM's CPU images carry "cpu" in their repository name (vllm-openai-cpu, vllm-cpu-...)."""
+        return "cpu" in self.image.repository.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class VllmArgs:
+    """A vLLM command line as options (in order) and an optional positional model."""
+
+    options: tuple[tuple[str, str | None], ...]
+    positional: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, command: Sequence[str], args: Sequence[str]) -> VllmArgs:
+        tokens = list(command) + list(args)
+        # Drop the entry point itself: `vllm serve`, `python -m vllm.entrypoints...api_server`.
+        for marker in ("serve", "vllm.entrypoints.openai.api_server"):
+            if marker in tokens:
+                tokens = tokens[tokens.index(marker) + 1 :]
+                break
+        else:
+            tokens = list(args)
+        options: list[tuple[str, str | None]] = []
+        positional: list[str] = []
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            if token.startswith("--"):
+                if "=" in token:
+                    key, value = token.split("=", 1)
+                    options.append((key, value))
+                elif (
+                    token not in _VLLM_BOOLEAN_FLAGS
+                    and i + 1 < len(tokens)
+                    and not tokens[i + 1].startswith("-")
+                ):
+                    options.append((token, tokens[i + 1]))
+                    i += 1
+                else:
+                    options.append((token, None))
+            else:
+                positional.append(token)
+            i += 1
+        return cls(tuple(options), tuple(positional))
+
+    def get(self, option: str) -> str | None:
+        """Last value given for an option (vLLM's argparse keeps the last)."""
+        value = None
+        for key, given in self.options:
+            if key == option:
+                value = given
+        return value
+
+    def has(self, option: str) -> bool:
+        return any(key == option for key, _ in self.options)
+
+    @property
+    def model(self) -> str | None:
+        return self.get("--model") or (self.positional[0] if self.positional else None)
+
+    @property
+    def served_model_names(self) -> list[str]:
+        """vLLM serves --served-model-name (space separated list), else the model path."""
+        names = self.get("--served-model-name")
+        if names:
+            return names.split()
+        model = self.model
+        return [model] if model else []
+
+    @property
+    def port(self) -> int | None:
+        value = self.get("--port")
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A pod template: a KServe component of an InferenceService, or a Deployment's template."""
+
+    resource: Resource
+    component: str
+    pod: Mapping[str, Any]
+
+    @property
+    def is_kserve(self) -> bool:
+        return self.resource.kind == "InferenceService"
+
+    @property
+    def label(self) -> str:
+        return f"{self.resource.ident} {self.component}" if self.is_kserve else self.resource.ident
+
+    @property
+    def containers(self) -> list[Container]:
+        return [Container(as_mapping(c)) for c in as_list(self.pod.get("containers"))]
+
+    @property
+    def init_containers(self) -> list[Container]:
+        return [Container(as_mapping(c)) for c in as_list(self.pod.get("initContainers"))]
+
+    @property
+    def model_spec(self) -> Mapping[str, Any]:
+        """`predictor.model` (the model + runtime form), empty for custom containers."""
+        return as_mapping(self.pod.get("model")) if self.is_kserve else {}
+
+    def container(self, name: str) -> Container | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+    @property
+    def serving_container(self) -> Container | None:
+        """The container that serves: kserve-container for KServe, else the first vLLM one."""
+        if self.is_kserve:
+            return self.container(KSERVE_CONTAINER) or (self.containers[0] if self.containers else None)
+        return next((c for c in self.containers if c.is_vllm), None)
+
+    @property
+    def vllm_containers(self) -> list[Container]:
+        return [c for c in self.containers if c.is_vllm]
+
+    @property
+    def strategy_type(self) -> str:
+        if self.is_kserve:
+            strategy = as_mapping(self.pod.get("deploymentStrategy"))
+        else:
+            strategy = as_mapping(self.resource.spec.get("strategy"))
+        return str(strategy.get("type") or "RollingUpdate")
+
+    @property
+    def gpus(self) -> int:
+        total = 0
+        for container in self.containers:
+            value = container.limits().get(GPU_RESOURCE, container.requests().get(GPU_RESOURCE))
+            try:
+                total += int(str(value)) if value is not None else 0
+            except ValueError:
+                pass
+        return total
+
+    @property
+    def storage_uri(self) -> str | None:
+        """Where KServe's storage logic finds the model URI for this component."""
+        serving = self.serving_container
+        if serving is not None and serving.env.get("STORAGE_URI"):
+            return serving.env["STORAGE_URI"]
+        uri = self.model_spec.get("storageUri") or self.pod.get("storageUri")
+        return str(uri) if uri else None
+
+
+def workloads_of(resource: Resource) -> list[Workload]:
+    if resource.kind == "InferenceService":
+        return [
+            Workload(resource, component, as_mapping(resource.spec.get(component)))
+            for component in KSERVE_COMPONENTS
+            if isinstance(resource.spec.get(component), Mapping)
+        ]
+    if resource.kind in POD_TEMPLATE_KINDS:
+        pod = as_mapping(as_mapping(resource.spec.get("template")).get("spec"))
+        return [Workload(resource, "pod", pod)]
+    return []
+
+
+def all_workloads(manifests: ManifestSet) -> list[Workload]:
+    return [w for r in manifests.resources for w in workloads_of(r)]
+
+
+def serves_vllm(resource: Resource) -> bool:
+    return any(w.vllm_containers for w in workloads_of(resource))
+
+
+def needs_gpu(resource: Resource) -> bool:
+    return any(c.requests_gpu for w in workloads_of(resource) for c in w.containers)
