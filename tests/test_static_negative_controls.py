@@ -1,0 +1,46 @@
+"""Each seeded fault makes exactly its rule's test fail; the clean manifests pass every rule."""
+
+from pathlib import Path
+
+import pytest
+
+from serving_conformance.faults import load_faults, materialize
+from serving_conformance.static.rules import ALL_RULES
+from serving_conformance.static.schema import SCHEMA_VALID
+
+REPO = Path(__file__).resolve().parent.parent
+STATIC = REPO / "conformance" / "static"
+FAULTS = load_faults(REPO / "fixtures" / "faults")
+
+
+def run_static(pytester: pytest.Pytester, manifests: Path):
+    return pytester.inline_run(str(STATIC), "-m", "static", "--manifests-dir", str(manifests), "-p", "no:cacheprovider")
+
+
+def failed_behaviours(reprec) -> dict[str, str]:
+    failures = {}
+    for report in reprec.getfailures():
+        behaviour = dict(report.user_properties)["sc.behaviour"]
+        failures[report.nodeid] = behaviour
+    return failures
+
+
+def test_clean_manifests_pass_every_rule(pytester):
+    reprec = run_static(pytester, REPO / "manifests")
+    passed, skipped, failed = reprec.listoutcomes()
+    assert not failed, [r.nodeid for r in failed]
+    assert not skipped, [(r.nodeid, r.longrepr) for r in skipped]
+    behaviours = {dict(r.user_properties)["sc.behaviour"] for r in passed}
+    assert behaviours == {r.id for r in ALL_RULES} | {SCHEMA_VALID.id, "manifests-parse"}
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_fails_exactly_its_rule(pytester, tmp_path, fault):
+    variant = materialize(fault, REPO / "manifests", tmp_path / "manifests")
+    reprec = run_static(pytester, variant)
+    failures = failed_behaviours(reprec)
+    assert set(failures.values()) == {fault.breaks}, failures
+    if fault.target_ident:
+        assert all(nodeid.endswith(f"[{fault.target_ident}]") for nodeid in failures), failures
+    else:
+        assert len(failures) == 1, failures
