@@ -112,9 +112,17 @@ class ManifestSet:
     problems: list[LoadProblem] = field(default_factory=list)
     # Documents that are YAML but not objects the suite knows, with the reason.
     ignored: list[LoadProblem] = field(default_factory=list)
+    _by_kind: dict[str, list[Resource]] = field(default_factory=dict, repr=False, compare=False)
+    _index_size: int = field(default=-1, repr=False, compare=False)
 
     def of_kind(self, *kinds: str) -> list[Resource]:
-        return [r for r in self.resources if r.kind in kinds]
+        # Rules ask this once per resource they judge: index by kind instead of scanning.
+        if self._index_size != len(self.resources):
+            self._by_kind = {}
+            for resource in self.resources:
+                self._by_kind.setdefault(resource.kind, []).append(resource)
+            self._index_size = len(self.resources)
+        return [r for kind in kinds for r in self._by_kind.get(kind, [])]
 
     def find(self, kind: str, name: str) -> Resource | None:
         return next((r for r in self.resources if r.kind == kind and r.name == name), None)
