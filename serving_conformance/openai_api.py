@@ -1,0 +1,185 @@
+"""The OpenAI-API checks, the same for a local vLLM, a predictor Service and a Gateway.
+
+Each check takes an `Endpoint` (base URL, optional Host header and API key) and fails with what
+was observed. The engine version is read from `system_fingerprint`, which vLLM (0.21 and later)
+formats as `vllm-<version>[-tpN/ppN/dpN[/ep]]-<8 hex config hash>`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+_FINGERPRINT = re.compile(
+    r"^vllm-(?P<version>\d+\.\d+\.\d+(?:\.post\d+|rc\d+|\.dev\d+[^-]*)?(?:\+[0-9A-Za-z.]+)?)"
+    r"(?:-(?P<parallel>tp\d+/pp\d+(?:/dp\d+)?(?:/ep)?))?"
+    r"-(?P<hash>[0-9a-f]{8})$"
+)
+SNIPPET = 600
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    host: str | None = None
+    api_key: str | None = None
+    timeout: float = 60.0
+
+    def describe(self) -> str:
+        via = f" (Host: {self.host})" if self.host else ""
+        return f"{self.base_url}{via}"
+
+    def with_key(self, api_key: str | None) -> Endpoint:
+        return replace(self, api_key=api_key)
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        if self.host:
+            headers["Host"] = self.host
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            with httpx.Client(timeout=self.timeout, trust_env=False) as client:
+                return client.request(method, self.base_url.rstrip("/") + path, headers=self.headers(), json=body)
+        except httpx.HTTPError as exc:
+            raise CheckFailed(f"{method} {path} at {self.describe()} failed: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    raw: str
+    version: str
+    parallel: str | None
+    config_hash: str
+
+
+def parse_fingerprint(value: object) -> Fingerprint:
+    if value is None:
+        raise CheckFailed(
+            "system_fingerprint is null: vLLM before 0.21 leaves it empty, and --fingerprint-mode none "
+            "disables it, so the engine version cannot be read from the response"
+        )
+    match = _FINGERPRINT.match(str(value))
+    if not match:
+        raise CheckFailed(
+            f"system_fingerprint {value!r} is not vLLM's vllm-<version>[-tpN/ppN...]-<hash> form "
+            "(a custom --fingerprint-mode, or not vLLM): the engine version cannot be read from it"
+        )
+    return Fingerprint(str(value), match["version"], match["parallel"], match["hash"])
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except json.JSONDecodeError as exc:
+        raise CheckFailed(f"{what}: answered {response.status_code} with non-JSON {response.text[:SNIPPET]!r}") from exc
+    if not isinstance(data, dict):
+        raise CheckFailed(f"{what}: answered {response.status_code} with {data!r}")
+    return data
+
+
+def _expect_status(response: httpx.Response, status: int, what: str) -> None:
+    if response.status_code != status:
+        raise CheckFailed(f"{what}: expected HTTP {status}, got {response.status_code}: {response.text[:SNIPPET]!r}")
+
+
+def list_models(endpoint: Endpoint) -> list[dict[str, Any]]:
+    what = f"GET /v1/models at {endpoint.describe()}"
+    response = endpoint.request("GET", "/v1/models")
+    _expect_status(response, 200, what)
+    return list(_json(response, what).get("data") or [])
+
+
+def assert_serves_model(endpoint: Endpoint, name: str) -> dict[str, Any]:
+    models = list_models(endpoint)
+    for model in models:
+        if model.get("id") == name:
+            return model
+    served = [m.get("id") for m in models]
+    raise CheckFailed(
+        f"GET /v1/models at {endpoint.describe()} lists {served}, not {name!r}: clients asking for "
+        f"{name!r} get 404 (check --served-model-name)"
+    )
+
+
+def chat(endpoint: Endpoint, model: str, max_tokens: int = 16, prompt: str = "Say hello.") -> dict[str, Any]:
+    what = f"POST /v1/chat/completions at {endpoint.describe()}"
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
+    response = endpoint.request("POST", "/v1/chat/completions", body)
+    _expect_status(response, 200, what)
+    data = _json(response, what)
+    if not data.get("choices"):
+        raise CheckFailed(f"{what}: 200 without choices: {str(data)[:SNIPPET]}")
+    usage = data.get("usage") or {}
+    if not usage.get("completion_tokens"):
+        raise CheckFailed(f"{what}: 200 without usage.completion_tokens: {str(data)[:SNIPPET]}")
+    return data
+
+
+def assert_engine_version(response: dict[str, Any], expected: str, where: str) -> Fingerprint:
+    fingerprint = parse_fingerprint(response.get("system_fingerprint"))
+    if fingerprint.version != expected:
+        raise CheckFailed(
+            f"{where} is served by vLLM {fingerprint.version} (system_fingerprint {fingerprint.raw!r}), "
+            f"not the expected {expected}: the path does not run the engine the design names"
+        )
+    return fingerprint
+
+
+def stream_fingerprints(endpoint: Endpoint, model: str, max_tokens: int = 8) -> list[object]:
+    """The system_fingerprint of each chunk of a streamed chat completion, in order."""
+    what = f"streamed POST /v1/chat/completions at {endpoint.describe()}"
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Count to three."}],
+        "max_tokens": max_tokens,
+        "stream": True,
+    }
+    fingerprints: list[object] = []
+    with httpx.Client(timeout=endpoint.timeout, trust_env=False) as client:
+        with client.stream(
+            "POST", endpoint.base_url.rstrip("/") + "/v1/chat/completions", headers=endpoint.headers(), json=body
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                _expect_status(response, 200, what)
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                fingerprints.append(json.loads(line[len("data: "):]).get("system_fingerprint"))
+    if not fingerprints:
+        raise CheckFailed(f"{what}: no chunks")
+    return fingerprints
+
+
+def assert_unknown_model_is_404(endpoint: Endpoint, served: str) -> None:
+    missing = f"{served}-does-not-exist"
+    response = endpoint.request(
+        "POST", "/v1/chat/completions", {"model": missing, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    )
+    _expect_status(response, 404, f"chat completion for unknown model {missing!r} at {endpoint.describe()}")
+
+
+def assert_api_key_enforced(endpoint: Endpoint, api_key: str) -> None:
+    """No key and a wrong key answer 401 on /v1/*; the right key answers 200."""
+    for label, key in (("without a key", None), ("with a wrong key", "wrong-" + secrets.token_hex(8))):
+        response = endpoint.with_key(key).request("GET", "/v1/models")
+        if response.status_code != 401:
+            raise CheckFailed(
+                f"GET /v1/models {label} at {endpoint.describe()} answered {response.status_code}, not 401: "
+                "the API key is not enforced (is VLLM_API_KEY set from the Secret?)"
+            )
+    response = endpoint.with_key(api_key).request("GET", "/v1/models")
+    _expect_status(response, 200, f"GET /v1/models with the right key at {endpoint.describe()}")
