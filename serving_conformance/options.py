@@ -20,7 +20,10 @@ MARKERS = (
     "cpu: needs a cluster; the workload runs on CPU nodes",
     "gpu: needs a cluster with nvidia.com/gpu allocatable",
     "rule(rule): the offline rule a static test proves; parametrizes it by the resources the rule applies to",
-    "behaviour(id): the documented behaviour a cluster test proves (its key in the report)",
+    "engine: needs the local vLLM engine (installed on demand into the cache); no cluster",
+    "behaviour(id): the documented behaviour a test proves (its key in the report)",
+    "workloads(selector, hardware=False): parametrize `workload` by the manifests' workloads the selector picks;"
+    " with hardware=True each gets the cpu or gpu marker its resources call for",
 )
 
 
@@ -34,6 +37,12 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--served-model-name", default=versions.SERVED_MODEL_NAME, help="model name clients use (default: %(default)s)")
     group.addoption("--engine-version", default=versions.VLLM_EXPECTED, help="vLLM version every path must run (default: %(default)s)")
+    group.addoption(
+        "--served-engine-version",
+        default=None,
+        help="vLLM version running servers must report (default: --engine-version on a real cluster; the local "
+        "engine's version where the suite runs vLLM itself)",
+    )
     group.addoption("--kserve-version", default=versions.KSERVE, help="KServe release under test (default: %(default)s)")
     group.addoption(
         "--kubernetes-version",
@@ -58,7 +67,7 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="PROFILE",
-        help="fail the run unless this profile (STATIC, SERVING-CPU, SERVING-GPU) ran and fully passed; repeatable",
+        help="fail the run unless this profile (STATIC, ENGINE, SERVING-CPU, SERVING-GPU) ran and fully passed; repeatable",
     )
     group.addoption(
         "--timeout",
@@ -122,6 +131,7 @@ class Settings:
     install_platform: bool
     require_gpu: bool
     artifacts_dir: Path
+    served_engine_version: str | None
 
 
 def settings_from(config: pytest.Config) -> Settings:
@@ -161,4 +171,5 @@ def settings_from(config: pytest.Config) -> Settings:
         install_platform=option.install_platform,
         require_gpu=option.require_gpu,
         artifacts_dir=option.artifacts_dir.resolve(),
+        served_engine_version=option.served_engine_version,
     )

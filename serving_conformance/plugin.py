@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from .manifests import ManifestSet, load_manifests
+from .workloads import all_workloads, needs_gpu
 from .options import MARKERS, Settings, add_options, settings_from
 from .platform_config import find_config
 from .report import ConformanceReport, tag_item
@@ -18,6 +19,7 @@ from .static.findings import Rule, RuleContext
 SETTINGS = pytest.StashKey[Settings]()
 MANIFESTS = pytest.StashKey[ManifestSet]()
 RULE_CONTEXT = pytest.StashKey[RuleContext]()
+ENGINE_WORKLOADS = pytest.StashKey[list]()
 
 pytest_plugins = ["serving_conformance.fixtures"]
 
@@ -58,6 +60,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         else:
             reason = f"{rule.nothing_to_check} ({manifests.root})"
             metafunc.parametrize("manifest", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
+    if "workload" in metafunc.fixturenames:
+        _parametrize_workloads(metafunc, manifests)
     if "manifest_file" in metafunc.fixturenames:
         problems = {p.path: [] for p in manifests.problems}
         for problem in manifests.problems:
@@ -66,6 +70,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         files += list(problems.items())  # directories and files that could not be listed at all
         ids = _unique_ids([_relative(path, manifests.root) for path, _ in files])
         metafunc.parametrize("manifest_file", files, ids=ids)
+
+
+def _parametrize_workloads(metafunc: pytest.Metafunc, manifests: ManifestSet) -> None:
+    marker = metafunc.definition.get_closest_marker("workloads")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `workload` without @pytest.mark.workloads(...)")
+    select = marker.args[0]
+    hardware = marker.kwargs.get("hardware", False)
+    chosen = [w for w in all_workloads(manifests) if select(w)]
+    if not chosen:
+        reason = f"no {select.description} in the manifests ({manifests.root})"
+        metafunc.parametrize("workload", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
+        return
+    params = []
+    for workload in chosen:
+        marks = []
+        if hardware:
+            marks.append(pytest.mark.gpu if needs_gpu(workload.resource) else pytest.mark.cpu)
+        params.append(pytest.param(workload, marks=marks))
+    ids = _unique_ids([w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen])
+    metafunc.parametrize("workload", params, ids=ids)
 
 
 def _relative(path, root) -> str:
@@ -92,3 +117,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             tag_item(item, rule.args[0].id, rule.args[0].title)
         elif behaviour is not None:
             tag_item(item, behaviour.args[0], behaviour.kwargs.get("title", behaviour.args[0]))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The local vLLM servers the selected engine tests need, launched together when first used.
+    selected = []
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("engine") and callspec and callspec.params.get("workload") is not None:
+            selected.append(callspec.params["workload"])
+    session.config.stash[ENGINE_WORKLOADS] = selected

@@ -20,8 +20,8 @@ import yaml
 from . import __version__
 from .options import Settings
 
-PROFILES = ("STATIC", "SERVING-CPU", "SERVING-GPU")
-MARKER_PROFILES = {"static": "STATIC", "cpu": "SERVING-CPU", "gpu": "SERVING-GPU"}
+PROFILES = ("STATIC", "ENGINE", "SERVING-CPU", "SERVING-GPU")
+MARKER_PROFILES = {"static": "STATIC", "engine": "ENGINE", "gpu": "SERVING-GPU", "cpu": "SERVING-CPU"}
 BEHAVIOUR = "sc.behaviour"
 TITLE = "sc.title"
 PROFILE = "sc.profile"

@@ -8,7 +8,7 @@ cluster tests read containers the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +161,10 @@ class Container:
         return VllmArgs.parse(self.command, self.args)
 
     @property
+    def vllm_tokens(self) -> list[str]:
+        return vllm_cli_tokens(self.command, self.args)
+
+    @property
     def requests_gpu(self) -> bool:
         return GPU_RESOURCE in self.limits() or GPU_RESOURCE in self.requests()
 
@@ -168,6 +172,15 @@ class Container:
     def is_cpu_build(self) -> bool:
         """vLLM's CPU images carry "cpu" in their repository name (vllm-openai-cpu, vllm-cpu-...)."""
         return "cpu" in self.image.repository.rsplit("/", 1)[-1]
+
+
+def vllm_cli_tokens(command: Sequence[str], args: Sequence[str]) -> list[str]:
+    """What vLLM's own parser sees: the tokens after `vllm serve` or the api_server module."""
+    tokens = list(command) + list(args)
+    for marker in ("serve", "vllm.entrypoints.openai.api_server"):
+        if marker in tokens:
+            return tokens[tokens.index(marker) + 1 :]
+    return list(args)
 
 
 @dataclass(frozen=True)
@@ -179,14 +192,7 @@ class VllmArgs:
 
     @classmethod
     def parse(cls, command: Sequence[str], args: Sequence[str]) -> VllmArgs:
-        tokens = list(command) + list(args)
-        # Drop the entry point itself: `vllm serve`, `python -m vllm.entrypoints...api_server`.
-        for marker in ("serve", "vllm.entrypoints.openai.api_server"):
-            if marker in tokens:
-                tokens = tokens[tokens.index(marker) + 1 :]
-                break
-        else:
-            tokens = list(args)
+        tokens = vllm_cli_tokens(command, args)
         options: list[tuple[str, str | None]] = []
         positional: list[str] = []
         i = 0
@@ -340,3 +346,36 @@ def serves_vllm(resource: Resource) -> bool:
 
 def needs_gpu(resource: Resource) -> bool:
     return any(c.requests_gpu for w in workloads_of(resource) for c in w.containers)
+
+
+def runs_vllm(workload: Workload) -> bool:
+    container = workload.serving_container
+    return container is not None and container.is_vllm
+
+
+def takes_api_key(workload: Workload) -> bool:
+    container = workload.serving_container
+    return runs_vllm(workload) and container is not None and "VLLM_API_KEY" in container.env
+
+
+def served_name_of(workload: Workload) -> str | None:
+    """The first model name the workload's vLLM serves."""
+    container = workload.serving_container
+    names = container.vllm.served_model_names if container is not None else []
+    return names[0] if names else None
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which workloads a test is parametrized by (an object, not a function: pytest would take a
+    bare function passed to a marker for the decorated test)."""
+
+    description: str
+    matches: Callable[[Workload], bool]
+
+    def __call__(self, workload: Workload) -> bool:
+        return self.matches(workload)
+
+
+VLLM_WORKLOADS = Selector("vLLM workload", runs_vllm)
+API_KEY_WORKLOADS = Selector("vLLM workload that takes VLLM_API_KEY", takes_api_key)

@@ -187,6 +187,7 @@ class VllmServer:
         self.command: list[str] = []
         self.port: int = port or VLLM_DEFAULT_PORT
         self.startup_seconds: float | None = None
+        self._started = 0.0
         self.stopped = False
 
     @property
@@ -214,13 +215,17 @@ class VllmServer:
 
     def start(self) -> Self:
         """Start the server and wait until /health answers 200."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> Self:
+        """Start the process without waiting: launch several servers, then wait on each."""
         if self.process is not None:
             raise RuntimeError("server already started")
         python, model_dir = self._resolve_engine()
         args, self.port = rewrite_args(self.manifest_args, model_dir, self.host, self.requested_port)
         self.command = [str(python), "-m", ENTRYPOINT, *args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
+        self._started = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -229,12 +234,20 @@ class VllmServer:
                 preexec_fn=_set_pdeathsig if self.die_with_parent else None,  # noqa: PLW1509
             )
         _register(self)
+        return self
+
+    def wait_ready(self) -> Self:
+        """Wait until /health answers 200; stop the server and raise if it dies or times out."""
+        if self.process is None:
+            raise RuntimeError("server not launched")
+        if self.startup_seconds is not None:
+            return self
         try:
-            self._wait_healthy(started + self.startup_timeout)
+            self._wait_healthy(self._started + self.startup_timeout)
         except BaseException:
             self.stop()
             raise
-        self.startup_seconds = time.monotonic() - started
+        self.startup_seconds = time.monotonic() - self._started
         return self
 
     def _health_ok(self) -> bool:

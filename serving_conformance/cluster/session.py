@@ -1,0 +1,115 @@
+"""One cluster per run, also under xdist.
+
+The controller process makes a run directory and hands it to the workers. The first process that
+needs the cluster creates it (and installs the platform) under a file lock and records it in
+`<run>/cluster.json`; the others read that record. The controller alone tears down at the end:
+the run's namespaces, then what the provider created. SIGTERM is turned into KeyboardInterrupt
+so an interrupted run still goes through the same teardown.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..options import Settings
+from .providers import Cluster, ProviderError, choose_provider
+
+RUN_DIR_KEY = "sc_run_dir"
+RUN_ID_KEY = "sc_run_id"
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def new_run() -> tuple[Path, str]:
+    run_id = secrets.token_hex(3)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"serving-conformance-{run_id}-"))
+    return run_dir, run_id
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM behave like Ctrl-C so fixtures and session teardown run."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, handler)
+
+
+class ClusterSession:
+    def __init__(self, settings: Settings, run_dir: Path, run_id: str, log: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.log = log
+        self.record = run_dir / "cluster.json"
+        self.failure = run_dir / "cluster.failed"
+
+    def cluster(self) -> Cluster:
+        """The run's cluster, created and made ready by the first caller."""
+        with file_lock(self.run_dir / "cluster.lock"):
+            if self.record.exists():
+                return Cluster.from_json(self.record.read_text())
+            if self.failure.exists():
+                # Do not retry a failed start in every worker: report the first failure.
+                raise ProviderError(self.failure.read_text())
+            provider = choose_provider(self.settings, self.run_dir, self.log)
+            try:
+                cluster = provider.start()
+                # Recorded before installing, so teardown removes it even if the install fails.
+                self.record.write_text(cluster.to_json())
+                from .installer import Installer
+
+                Installer(self.settings, cluster, self.run_dir, self.log).install()
+            except BaseException as exc:
+                self.failure.write_text(f"{type(exc).__name__}: {exc}")
+                raise
+            self.record.write_text(cluster.to_json())
+            return cluster
+
+    def teardown(self) -> None:
+        """Controller only: remove the run's namespaces and whatever the provider created."""
+        if not self.record.exists():
+            return
+        cluster = Cluster.from_json(self.record.read_text())
+        from .installer import Installer
+
+        try:
+            Installer(self.settings, cluster, self.run_dir, self.log).remove_run_objects(self.run_id)
+        except Exception as exc:  # keep going: the cluster itself must still be removed
+            self.log(f"could not remove this run's objects: {exc}")
+        provider = choose_provider(self._provider_settings(cluster), self.run_dir, self.log)
+        provider.stop(cluster)
+        if cluster.created and not self.settings.keep_cluster:
+            self.log(f"removed {cluster.provider} cluster {cluster.name}")
+        elif cluster.created:
+            self.log(f"kept {cluster.provider} cluster {cluster.name} (--keep-cluster); kubeconfig {cluster.kubeconfig}")
+
+    def _provider_settings(self, cluster: Cluster) -> Settings:
+        from dataclasses import replace
+
+        return replace(self.settings, cluster=cluster.provider)
+
+
+def stderr_log(message: str) -> None:
+    print(f"[serving-conformance] {message}", file=sys.stderr, flush=True)
+
+
+def worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")

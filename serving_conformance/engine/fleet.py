@@ -1,0 +1,95 @@
+"""Local vLLM servers for the workloads under test, started once per distinct command line.
+
+Each vLLM container of the manifests runs with its own args and literal env; only the model
+becomes the local tiny model and the host loopback. Values the manifest takes from Secrets (the
+API key) are generated here and never printed. Servers with the same effective command line are
+shared; all the servers a run needs are launched together, then waited on.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..workloads import Container, Workload
+from .server import VllmServer, free_port
+
+API_KEY_ENV = "VLLM_API_KEY"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    # Env names whose values come from Secrets in the manifest (generated locally).
+    secret_env: tuple[str, ...]
+
+    @classmethod
+    def of(cls, container: Container) -> ServerSpec:
+        literal = tuple(sorted((k, v) for k, v in container.env.items() if v is not None))
+        from_secrets = tuple(sorted(k for k, v in container.env.items() if v is None))
+        return cls(tuple(container.vllm_tokens), literal, from_secrets)
+
+
+@dataclass
+class LocalServer:
+    server: VllmServer
+    secret_values: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def api_key(self) -> str | None:
+        return self.secret_values.get(API_KEY_ENV)
+
+
+class EngineFleet:
+    def __init__(
+        self, python: Path, model_dir: Path, log_dir: Path, startup_timeout: float,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.python = python
+        self.model_dir = model_dir
+        self.log_dir = log_dir
+        self.startup_timeout = startup_timeout
+        self.progress = progress
+        self.servers: dict[ServerSpec, LocalServer] = {}
+
+    def launch(self, specs: Iterable[ServerSpec]) -> None:
+        for spec in specs:
+            if spec in self.servers:
+                continue
+            secret_values = {name: secrets.token_urlsafe(24) for name in spec.secret_env}
+            index = len(self.servers)
+            server = VllmServer(
+                list(spec.args),
+                model_dir=self.model_dir,
+                python=self.python,
+                port=free_port(),
+                env={**dict(spec.env), **secret_values},
+                log_path=self.log_dir / f"vllm-{index}.log",
+                startup_timeout=self.startup_timeout,
+            )
+            self.servers[spec] = LocalServer(server.launch(), secret_values)
+            self.progress(f"launched local vLLM #{index} ({' '.join(spec.args)}), log {server.log_path}")
+
+    def server_for(self, workload: Workload) -> LocalServer:
+        container = workload.serving_container
+        if container is None:
+            raise ValueError(f"{workload.label} has no vLLM container")
+        spec = ServerSpec.of(container)
+        self.launch([spec])
+        local = self.servers[spec]
+        if local.server.startup_seconds is None:
+            self.progress(f"waiting for local vLLM for {workload.label} (/health)")
+            local.server.wait_ready()
+            self.progress(f"local vLLM for {workload.label} ready in {local.server.startup_seconds:.0f}s")
+        return local
+
+    def stop(self) -> None:
+        for local in self.servers.values():
+            local.server.stop()
