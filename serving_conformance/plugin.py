@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from .manifests import ManifestSet, load_manifests
-from .workloads import all_workloads, needs_gpu
 from .options import MARKERS, Settings, add_options, settings_from
 from .platform_config import find_config
 from .report import ConformanceReport, tag_item
 from .static.findings import Rule, RuleContext
+from .workloads import all_workloads, needs_gpu
 
 SETTINGS = pytest.StashKey[Settings]()
 MANIFESTS = pytest.StashKey[ManifestSet]()

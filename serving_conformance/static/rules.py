@@ -70,8 +70,8 @@ def _check_limits(resource: Resource, ctx: RuleContext) -> list[Finding]:
                                 f"KServe's defaulting webhook fills the missing limit with its default "
                                 f"{name} limit {default}"
                                 + (
-                                    f", lower than the request, so the API server rejects the "
-                                    f"predictor Deployment and the InferenceService never becomes Ready"
+                                    ", lower than the request, so the API server rejects the "
+                                    "predictor Deployment and the InferenceService never becomes Ready"
                                     if lower
                                     else f", silently capping the container at {default}"
                                 )

