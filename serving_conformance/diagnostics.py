@@ -110,3 +110,18 @@ def collect(kube: Kube, namespaces: Iterable[str], destination: Path, extra: Map
     for name, text in (extra or {}).items():
         _write(destination / _safe_name(name), text)
     return destination
+
+
+def collect_for_item(item) -> Path | None:
+    """Diagnostics of a failed cluster test, from its own fixtures; None when there is no cluster."""
+    funcargs = getattr(item, "funcargs", {})
+    deployer = funcargs.get("deployer")
+    settings = funcargs.get("conformance_settings")
+    if deployer is None or settings is None:
+        return None
+    destination = settings.artifacts_dir / _safe_name(item.nodeid)
+    try:
+        return collect(deployer.kube, [deployer.namespace], destination)
+    except Exception as exc:  # diagnostics must never hide the failure itself
+        _write(destination / "collect-error.txt", f"{exc}\n")
+        return destination

@@ -58,6 +58,11 @@ def summarize(obj: Mapping[str, Any] | None, limit: int = 3000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n..."
 
 
+def crd_established(obj: Mapping[str, Any] | None) -> bool:
+    conditions = (obj or {}).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 class Kube:
     def __init__(self, kubeconfig: Path, context: str | None = None, discovery_cache: Path | None = None) -> None:
         self.kubeconfig = kubeconfig
@@ -100,7 +105,11 @@ class Kube:
 
     # --- reads and writes -------------------------------------------------------------------
 
-    def apply(self, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    def apply(
+        self, obj: Mapping[str, Any], namespace: str | None = None, manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply. Use a distinct `manager` per source of truth: an apply drops the
+        fields its manager set before and omits now."""
         body = dict(obj)
         resource = self.resource(body["apiVersion"], body["kind"])
         if resource.namespaced:
@@ -113,7 +122,7 @@ class Kube:
             resource,
             body=body,
             namespace=body["metadata"].get("namespace") if resource.namespaced else None,
-            field_manager=FIELD_MANAGER,
+            field_manager=manager,
             force_conflicts=True,
         )
         return result.to_dict()
@@ -148,6 +157,11 @@ class Kube:
         return self.list("v1", "Event", namespace=namespace, field_selector=selector)
 
     # --- waits ------------------------------------------------------------------------------
+
+    def wait_crds_established(self, crds: Iterable[Mapping[str, Any]], timeout: float) -> None:
+        for crd in crds:
+            ref = Ref("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"])
+            self.wait_for(ref, crd_established, timeout, "the CRD to be Established")
 
     def wait_for(
         self,
@@ -191,6 +205,48 @@ class Kube:
             if time.monotonic() >= deadline:
                 break
         raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} ({ref}); last seen:\n{summarize(last)}")
+
+    def wait_for_any(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        field_selector: str | None,
+        condition: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        what: str,
+        label_selector: str | None = None,
+    ) -> dict[str, Any]:
+        """Watch a collection until one object satisfies `condition`; return it."""
+        resource = self.resource(api_version, kind)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            listing = resource.get(namespace=namespace, field_selector=field_selector, label_selector=label_selector)
+            for item in listing.items:
+                obj = item.to_dict()
+                if condition(obj):
+                    return obj
+            seen = len(listing.items)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                for event in self.dynamic.watch(
+                    resource, namespace=namespace, field_selector=field_selector, label_selector=label_selector,
+                    resource_version=listing.metadata.resourceVersion, timeout=max(1, int(min(remaining, 60))),
+                ):
+                    if event["type"] != "DELETED" and condition(event["raw_object"]):
+                        return event["raw_object"]
+                    if time.monotonic() >= deadline:
+                        break
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+            if time.monotonic() >= deadline:
+                break
+        where = f" in {namespace}" if namespace else ""
+        raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} ({kind}{where}; {seen} listed, none matched)")
 
     def consistently(
         self,

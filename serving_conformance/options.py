@@ -24,6 +24,8 @@ MARKERS = (
     "behaviour(id): the documented behaviour a test proves (its key in the report)",
     "workloads(selector, hardware=False): parametrize `workload` by the manifests' workloads the selector picks;"
     " with hardware=True each gets the cpu or gpu marker its resources call for",
+    "resources(selector): parametrize `resource` by the manifests' resources the selector picks, each with the"
+    " cpu or gpu marker of the resources it involves",
 )
 
 
@@ -101,6 +103,20 @@ def add_options(parser: pytest.Parser) -> None:
         help="on --cluster existing, install the platform (Gateway API, cert-manager, KServe) instead of only checking it",
     )
     cluster.addoption(
+        "--local-pods",
+        choices=("vllm", "simulated"),
+        default="vllm",
+        help="on the local testbed, run vLLM pods as real local vLLM processes, or only simulate them "
+        "(control plane only; data-plane tests then skip) (default: %(default)s)",
+    )
+    cluster.addoption(
+        "--testbed-istio-crd",
+        choices=("installed", "absent"),
+        default="installed",
+        help="on the local testbed, install Istio's VirtualService CRD so that its absence check means "
+        "something, or leave it out (default: %(default)s)",
+    )
+    cluster.addoption(
         "--require-gpu",
         action="store_true",
         help="fail, instead of skip, gpu tests when the cluster has no nvidia.com/gpu allocatable",
@@ -132,6 +148,8 @@ class Settings:
     require_gpu: bool
     artifacts_dir: Path
     served_engine_version: str | None
+    local_pods: str
+    testbed_istio_crd: str
 
 
 def settings_from(config: pytest.Config) -> Settings:
@@ -172,4 +190,6 @@ def settings_from(config: pytest.Config) -> Settings:
         require_gpu=option.require_gpu,
         artifacts_dir=option.artifacts_dir.resolve(),
         served_engine_version=option.served_engine_version,
+        local_pods=option.local_pods,
+        testbed_istio_crd=option.testbed_istio_crd,
     )

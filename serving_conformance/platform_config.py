@@ -8,6 +8,7 @@ the handful of settings the documented behaviours depend on.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,10 +40,21 @@ class KServeConfig:
     def standard_mode(self) -> bool:
         return self.deployment_mode in STANDARD_MODES
 
-    def host_for(self, name: str, namespace: str) -> str:
-        """The host KServe gives an InferenceService, from the default domain template only."""
-        domain = self.ingress_domain or "example.com"
-        return f"{name}-{namespace}.{domain}"
+    def host_for(self, name: str, namespace: str) -> str | None:
+        """The host KServe's domain template gives an InferenceService; None for templates using
+        more than .Name, .Namespace and .IngressDomain."""
+        return render_host(self.domain_template, self.ingress_domain, name, namespace)
+
+
+DEFAULT_DOMAIN_TEMPLATE = "{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}"
+
+
+def render_host(template: str | None, domain: str | None, name: str, namespace: str) -> str | None:
+    values = {"Name": name, "Namespace": namespace, "IngressDomain": domain or "example.com"}
+    rendered = re.sub(
+        r"\{\{\s*\.(\w+)\s*\}\}", lambda m: values.get(m.group(1), m.group(0)), template or DEFAULT_DOMAIN_TEMPLATE
+    )
+    return None if "{{" in rendered else rendered
 
 
 def is_kserve_config(resource: Resource) -> bool:

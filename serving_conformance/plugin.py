@@ -7,11 +7,18 @@ manifests are loaded once, tests are parametrized by what the manifests declare,
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from .cluster.fixtures import RUN
+from .cluster.session import RUN_DIR_KEY, RUN_ID_KEY, ClusterSession, install_sigterm_handler, new_run
+from .diagnostics import collect_for_item as collect_diagnostics
 from .manifests import ManifestSet, load_manifests
 from .options import MARKERS, Settings, add_options, settings_from
 from .platform_config import find_config
+from .progress import progress
 from .report import ConformanceReport, tag_item
 from .static.findings import Rule, RuleContext
 from .workloads import all_workloads, needs_gpu
@@ -21,7 +28,7 @@ MANIFESTS = pytest.StashKey[ManifestSet]()
 RULE_CONTEXT = pytest.StashKey[RuleContext]()
 ENGINE_WORKLOADS = pytest.StashKey[list]()
 
-pytest_plugins = ["serving_conformance.fixtures"]
+pytest_plugins = ["serving_conformance.fixtures", "serving_conformance.cluster.fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,10 +43,49 @@ def pytest_configure(config: pytest.Config) -> None:
     manifests = load_manifests(settings.manifests_dir)
     config.stash[MANIFESTS] = manifests
     config.stash[RULE_CONTEXT] = RuleContext(manifests, settings.expect, find_config(manifests))
-    if not hasattr(config, "workerinput"):  # under xdist only the controller writes the report
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:  # the controller (or the only process): owns the run and the report
+        config.stash[RUN] = new_run()
+        install_sigterm_handler()
         config.pluginmanager.register(
             ConformanceReport(settings, {"cluster": {"provider": settings.cluster}}), "sc-report"
         )
+    else:
+        config.stash[RUN] = (Path(workerinput[RUN_DIR_KEY]), workerinput[RUN_ID_KEY])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: every worker joins the controller's run (one cluster, one teardown)."""
+    run_dir, run_id = node.config.stash[RUN]
+    node.workerinput[RUN_DIR_KEY] = str(run_dir)
+    node.workerinput[RUN_ID_KEY] = run_id
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call") and "deployer" in getattr(item, "funcargs", {}):
+        path = collect_diagnostics(item)
+        if path is not None:
+            report.sections.append(("diagnostics", f"events, logs and object YAML: {path}"))
+            report.user_properties.append(("sc.diagnostics", str(path)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or RUN not in config.stash:
+        return
+    run_dir, run_id = config.stash[RUN]
+    settings = config.stash[SETTINGS]
+    failed = session.testsfailed > 0 or session.exitstatus not in (0, 5)
+    try:
+        ClusterSession(settings, run_dir, run_id, progress).teardown_keeping_logs(
+            settings.artifacts_dir if failed else None
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _rule_of(metafunc: pytest.Metafunc) -> Rule | None:
@@ -62,6 +108,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("manifest", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
     if "workload" in metafunc.fixturenames:
         _parametrize_workloads(metafunc, manifests)
+    if "resource" in metafunc.fixturenames:
+        _parametrize_resources(metafunc, manifests)
     if "manifest_file" in metafunc.fixturenames:
         problems = {p.path: [] for p in manifests.problems}
         for problem in manifests.problems:
@@ -91,6 +139,23 @@ def _parametrize_workloads(metafunc: pytest.Metafunc, manifests: ManifestSet) ->
         params.append(pytest.param(workload, marks=marks))
     ids = _unique_ids([w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen])
     metafunc.parametrize("workload", params, ids=ids)
+
+
+def _parametrize_resources(metafunc: pytest.Metafunc, manifests: ManifestSet) -> None:
+    marker = metafunc.definition.get_closest_marker("resources")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `resource` without @pytest.mark.resources(...)")
+    select = marker.args[0]
+    chosen = [r for r in manifests.resources if select(r, manifests)]
+    if not chosen:
+        reason = f"no {select.description} in the manifests ({manifests.root})"
+        metafunc.parametrize("resource", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
+        return
+    params = []
+    for resource in chosen:
+        gpu = any(needs_gpu(r) for r in select.involves(resource, manifests))
+        params.append(pytest.param(resource, marks=[pytest.mark.gpu if gpu else pytest.mark.cpu]))
+    metafunc.parametrize("resource", params, ids=_unique_ids([r.ident for r in chosen]))
 
 
 def _relative(path, root) -> str:

@@ -20,6 +20,7 @@ from .cache import cache_dir
 
 KSERVE_MODULE = "github.com/kserve/kserve"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+ISTIO_API_MODULE = "istio.io/api"
 DOWNLOAD_TIMEOUT_S = 120.0
 
 
@@ -104,3 +105,7 @@ def kserve_files(version: str) -> Path:
 
 def gateway_api_files(version: str) -> Path:
     return module_files(GATEWAY_API_MODULE, version, "config/crd/standard", "config/crd/experimental")
+
+
+def istio_crd_files(version: str) -> Path:
+    return module_files(ISTIO_API_MODULE, version, "kubernetes")

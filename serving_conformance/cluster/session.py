@@ -83,6 +83,18 @@ class ClusterSession:
             self.record.write_text(cluster.to_json())
             return cluster
 
+    def teardown_keeping_logs(self, artifacts: Path | None) -> None:
+        """Teardown; first, when the run failed, keep the testbed's own logs with the diagnostics."""
+        logs = self.run_dir / "logs"
+        if artifacts is not None and logs.is_dir():
+            import shutil
+
+            target = artifacts / "testbed-logs"
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(logs, target, symlinks=True)
+            self.log(f"testbed logs kept in {target}")
+        self.teardown()
+
     def teardown(self) -> None:
         """Controller only: remove the run's namespaces and whatever the provider created."""
         if not self.record.exists():

