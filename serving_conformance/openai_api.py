@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,6 +79,27 @@ def parse_fingerprint(value: object) -> Fingerprint:
             "(a custom --fingerprint-mode, or not vLLM): the engine version cannot be read from it"
         )
     return Fingerprint(str(value), match["version"], match["parallel"], match["hash"])
+
+
+def wait_until_routed(endpoint: Endpoint, timeout: float, path: str = "/v1/models") -> float:
+    """Seconds until the gateway routes `path` to a backend (any answer but 404/502/503 of its own).
+
+    A route shows Accepted in its status before the gateway's data plane serves it; an HTTP answer
+    is the only thing to wait on, so this polls, briefly, with a deadline.
+    """
+    started = time.monotonic()
+    last = "no answer"
+    while True:
+        try:
+            response = endpoint.request("GET", path)
+            if response.status_code not in (404, 502, 503):
+                return time.monotonic() - started
+            last = f"HTTP {response.status_code} {response.text[:200]!r}"
+        except CheckFailed as exc:
+            last = str(exc)
+        if time.monotonic() - started > timeout:
+            raise CheckFailed(f"{endpoint.describe()} did not route {path} within {timeout:.0f}s; last: {last}")
+        time.sleep(0.2)
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:

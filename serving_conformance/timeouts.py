@@ -26,6 +26,8 @@ class Timeouts:
     # Absence checks (no VirtualService, no warning) must hold for this whole window.
     absence_window: float = 20
     gateway_programmed: float = 120
+    # A route accepted in status can take a moment to be served by the gateway's data plane.
+    route_converge: float = 30
     http_request: float = 60
     engine_start: float = 300
     engine_stop: float = 30

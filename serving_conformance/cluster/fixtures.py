@@ -4,19 +4,17 @@ per worker, workloads deployed once per namespace, and endpoints to reach them."
 from __future__ import annotations
 
 import re
-import secrets
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .. import versions
 from ..kube import RUN_LABEL, Kube, Ref, WaitTimeout
-from ..manifests import ManifestSet, Resource
-from ..openai_api import Endpoint
+from ..manifests import ManifestSet
+from ..openai_api import Endpoint, wait_until_routed
 from ..options import Settings
 from ..platform_config import KServeConfig, find_config
 from ..progress import progress
@@ -111,6 +109,7 @@ class Endpoints:
     settings: Settings
     config: KServeConfig | None
     port_forwards: list[subprocess.Popen]
+    routed: set[str] = field(default_factory=set)
 
     def gateway_ref(self) -> Ref:
         gateway = (self.config.kserve_ingress_gateway if self.config else None) or "kserve/kserve-ingress-gateway"
@@ -132,7 +131,11 @@ class Endpoints:
         port = listeners[0].get("port", 80) if listeners else 80
         host = re.sub(r"^https?://", "", url).split("/")[0]
         base = f"http://{address}" + ("" if port == 80 else f":{port}")
-        return Endpoint(base, host=host, timeout=self.settings.timeouts.http_request)
+        endpoint = Endpoint(base, host=host, timeout=self.settings.timeouts.http_request)
+        if host not in self.routed:
+            wait_until_routed(endpoint, self.settings.timeouts.route_converge)
+            self.routed.add(host)
+        return endpoint
 
     def service(self, namespace: str, name: str, port: int) -> Endpoint:
         """Through a Service: a ready endpoint of it directly where pod addresses are reachable
@@ -179,13 +182,3 @@ def endpoints(kube: Kube, conformance_cluster: Cluster, conformance_settings: Se
     for process in result.port_forwards:
         process.terminate()
 
-
-def variant_name(resource: Resource, suffix: str) -> str:
-    return f"{resource.name}-{suffix}"[:40].rstrip("-")
-
-
-def token() -> str:
-    return secrets.token_hex(2)
-
-
-Apply = Callable[[dict[str, Any]], None]

@@ -418,8 +418,10 @@ def start_gateway(
     if ping_port == http_port:
         raise ValueError("the ping port must differ from the HTTP port")
 
-    log_path = run_dir / LOG_FILE
-    access_log = run_dir / ACCESS_LOG_FILE
+    # Under logs/, which a failed run keeps with its diagnostics.
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "logs" / LOG_FILE
+    access_log = run_dir / "logs" / ACCESS_LOG_FILE
     config = static_config(http_port=http_port, ping_port=ping_port, address=address,
                            access_log=access_log, log_level=log_level)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
