@@ -127,8 +127,12 @@ def _check_custom_container(resource: Resource, ctx: RuleContext) -> list[Findin
                 Finding(
                     found=f"{workload.label} containers are named {names}, none {KSERVE_CONTAINER!r}",
                     effect=(
-                        "KServe reads the storage URI, probes and modelcar wiring from "
-                        f"{KSERVE_CONTAINER!r}; with the modelcar on, pod creation fails"
+                        "KServe's defaulter renames a single container to kserve-container, so the cluster "
+                        "drifts from the manifest"
+                        if len(workload.containers) == 1
+                        else "KServe reads the storage URI and modelcar wiring from kserve-container; without it "
+                        "KServe 0.19's controller fails to reconcile (seen: a nil-pointer panic, nothing created) "
+                        "and its pod webhook refuses modelcar pods"
                     ),
                     fix=f"name the serving container {KSERVE_CONTAINER!r}",
                 )
