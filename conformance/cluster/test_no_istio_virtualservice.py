@@ -27,9 +27,10 @@ def owned_by(obj, name):
 def test_no_virtualservice_over_the_window(workload, deployer, kube, conformance_settings):
     name, namespace = workload.resource.name, deployer.namespace
     deployer.deploy(workload.resource)
-    # The top-level route appears once KServe has reconciled the InferenceService at least once.
-    kube.wait_for(Ref(ROUTE_API, "HTTPRoute", name, namespace), lambda o: o is not None,
-                  conformance_settings.timeouts.pod_created, "KServe's HTTPRoute")
+    # The window starts once KServe has reconciled the InferenceService (it reports conditions).
+    kube.wait_for(Ref("serving.kserve.io/v1beta1", "InferenceService", name, namespace),
+                  lambda o: bool(((o or {}).get("status") or {}).get("conditions")),
+                  conformance_settings.timeouts.pod_created, "KServe to reconcile the InferenceService")
     watches = [("v1", "Event", namespace, f"involvedObject.name={name},reason=VirtualServiceCRDNotFound")]
     if kube.serves(VIRTUAL_SERVICE_API, "VirtualService"):
         watches.append((VIRTUAL_SERVICE_API, "VirtualService", namespace, None))

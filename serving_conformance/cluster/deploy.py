@@ -76,6 +76,17 @@ class Deployer:
         for service in self.services_selecting(resource):
             self.apply(service.body)
 
+    def release(self) -> None:
+        """Delete the workloads applied so far (their pods, and so their engines, stop); a later
+        test deploys again what it needs."""
+        with self.lock:
+            applied, self.applied = self.applied, set()
+        for key in applied:
+            kind, _, name = key.partition("/")
+            if kind in ("InferenceService", "Deployment"):
+                api = ISVC_API if kind == "InferenceService" else "apps/v1"
+                self.kube.delete(Ref(api, kind, name, self.namespace))
+
     def referenced_secrets(self, resource: Resource) -> dict[str, set[str]]:
         wanted: dict[str, set[str]] = {}
         for workload in workloads_of(resource):

@@ -7,7 +7,6 @@ import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +20,7 @@ from ..progress import progress
 from ..workloads import GPU_RESOURCE, as_mapping
 from .deploy import Deployer
 from .providers import Cluster, ProviderError
-from .session import ClusterSession, worker_id
-
-RUN = pytest.StashKey[tuple[Path, str]]()
+from .session import CLUSTER_RESOURCES, DEPLOYER, RUN, ClusterSession, worker_id  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +55,12 @@ def cluster_namespace(pytestconfig: pytest.Config, kube: Kube, conformance_setti
 def deployer(pytestconfig: pytest.Config, kube: Kube, cluster_namespace: str, manifests: ManifestSet,
              conformance_settings: Settings) -> Deployer:
     _, run_id = pytestconfig.stash[RUN]
-    return Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress)
+    deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress)
+    # Everything the selected tests will deploy, at once: the pods then start side by side.
+    for resource in pytestconfig.stash.get(CLUSTER_RESOURCES, []):
+        deployer.deploy(resource)
+    pytestconfig.stash[DEPLOYER] = deployer
+    return deployer
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +118,9 @@ class Endpoints:
         namespace, _, name = gateway.partition("/")
         return Ref("gateway.networking.k8s.io/v1", "Gateway", name, namespace)
 
-    def gateway(self, url: str) -> Endpoint:
-        """Through the Gateway: its status address, with the Host of `url` (e.g. status.url)."""
+    def gateway(self, url: str, converge: bool = False) -> Endpoint:
+        """Through the Gateway: its status address, with the Host of `url` (e.g. status.url).
+        The first use of a host (or any use with `converge`) waits until the gateway routes it."""
         ref = self.gateway_ref()
         try:
             gateway = self.kube.wait_for(
@@ -132,7 +135,7 @@ class Endpoints:
         host = re.sub(r"^https?://", "", url).split("/")[0]
         base = f"http://{address}" + ("" if port == 80 else f":{port}")
         endpoint = Endpoint(base, host=host, timeout=self.settings.timeouts.http_request)
-        if host not in self.routed:
+        if converge or host not in self.routed:
             wait_until_routed(endpoint, self.settings.timeouts.route_converge)
             self.routed.add(host)
         return endpoint

@@ -19,11 +19,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from ..options import Settings
 from .providers import Cluster, ProviderError, choose_provider
 
 RUN_DIR_KEY = "sc_run_dir"
 RUN_ID_KEY = "sc_run_id"
+# Shared through the pytest config: the run (directory, id), the workloads the selected tests will
+# deploy, and the worker's deployer.
+RUN = pytest.StashKey[tuple[Path, str]]()
+CLUSTER_RESOURCES = pytest.StashKey[list]()
+DEPLOYER = pytest.StashKey[object]()
 
 
 @contextmanager

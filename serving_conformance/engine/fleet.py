@@ -91,5 +91,7 @@ class EngineFleet:
         return local
 
     def stop(self) -> None:
+        """Stop every server; a later request launches its server again."""
         for local in self.servers.values():
             local.server.stop()
+        self.servers.clear()

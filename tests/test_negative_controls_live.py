@@ -1,0 +1,94 @@
+"""Negative controls against real components: a seeded fault makes the matching live test fail,
+with a message that says what was observed and why it matters.
+
+Each case runs the unmodified conformance suite in a subprocess, against the local testbed (real
+kube-apiserver, the real KServe manager and webhooks, real vLLM processes behind Traefik) or the
+local vLLM engine, on the manifests with one fault applied, and reads the conformance report.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from serving_conformance.faults import load_fault, materialize
+
+REPO = Path(__file__).resolve().parent.parent
+FAULTS = REPO / "fixtures" / "faults"
+
+
+def run_suite(pytester, tmp_path, faults, *args):
+    manifests = REPO / "manifests"
+    for index, name in enumerate(faults):
+        manifests = materialize(load_fault(FAULTS / f"{name}.yaml"), manifests, tmp_path / f"manifests-{index}")
+    report = tmp_path / "report.json"
+    result = pytester.runpytest_subprocess(
+        str(REPO / "conformance"), "--manifests-dir", str(manifests), "--conformance-report", str(report),
+        "--artifacts-dir", str(tmp_path / "artifacts"), "-p", "no:cacheprovider", *args,
+    )
+    return result, json.loads(report.read_text())
+
+
+def outcomes(report):
+    return {
+        test["id"].split("::", 1)[1]: test
+        for profile in report["profiles"] for behaviour in profile["behaviours"] for test in behaviour["tests"]
+    }
+
+
+@pytest.mark.testbed
+def test_istio_left_on_fails_the_no_virtualservice_test(pytester, tmp_path):
+    result, report = run_suite(
+        pytester, tmp_path, ["istio-left-on"],
+        "-m", "cpu", "--cluster", "local", "--local-pods", "simulated", "--testbed-istio-crd", "absent",
+        "-k", "qwen-cpu and no_virtualservice_over_the_window",
+    )
+    test = outcomes(report)["test_no_virtualservice_over_the_window[kserve/qwen-cpu]"]
+    assert test["outcome"] == "fail" and "VirtualServiceCRDNotFound" in test["reason"], test
+    assert "disableIstioVirtualHost" in test["reason"], test
+    assert report["result"] == "failure" and result.ret != 0
+
+
+@pytest.mark.testbed
+def test_a_missing_cpu_limit_fails_the_limits_test(pytester, tmp_path):
+    _, report = run_suite(
+        pytester, tmp_path, ["no-cpu-limit"], "-m", "cpu", "--cluster", "local", "--local-pods", "simulated",
+        "-k", "qwen-cpu and carries_the_manifest_limits",
+    )
+    test = outcomes(report)["test_predictor_deployment_carries_the_manifest_limits[kserve/qwen-cpu]"]
+    assert test["outcome"] == "fail" and "must be less than or equal to cpu limit of 1" in test["reason"], test
+
+
+@pytest.mark.testbed
+def test_a_canary_that_sends_no_traffic_fails_the_split(pytester, tmp_path):
+    _, report = run_suite(pytester, tmp_path, ["canary-no-traffic"], "-m", "gpu", "--cluster", "local", "-k", "canary_split")
+    test = outcomes(report)["test_canary_split_is_served_as_declared[httproute/qwen-canary-split]"]
+    assert test["outcome"] == "fail", test
+    assert "declares no traffic for kserve/qwen-canary" in test["reason"], test
+    assert "kserve/qwen-stable: 200" in test["reason"], test  # measured anyway: all went to the stable revision
+
+
+@pytest.mark.testbed
+def test_canary_traffic_percent_in_standard_mode_is_diagnosed(pytester, tmp_path):
+    _, report = run_suite(
+        pytester, tmp_path, ["canary-traffic-percent"], "-m", "cpu", "--cluster", "local", "-k", "canary_split and qwen-cpu"
+    )
+    test = outcomes(report)["test_canary_split_is_served_as_declared[kserve/qwen-cpu]"]
+    assert test["outcome"] == "fail", test
+    assert "only the canary revision answered all 200 requests" in test["reason"], test
+    assert "ignored in Standard mode" in test["reason"], test
+
+
+@pytest.mark.engine
+def test_a_wrong_served_name_and_another_engine_version_fail_their_tests(pytester, tmp_path):
+    _, report = run_suite(
+        pytester, tmp_path, ["wrong-served-name"], "-m", "engine", "--served-engine-version", "0.23.0",
+        "-k", "raw-vllm and (served_model_name or fingerprint or chat_completion_answers)",
+    )
+    tests = outcomes(report)
+    served = tests["test_v1_models_lists_the_served_model_name[deployment/raw-vllm]"]
+    assert served["outcome"] == "fail" and "'qwen2.5-0.5b'" in served["reason"] and "qwen2.5'" in served["reason"], served
+    version = tests["test_fingerprint_names_the_expected_engine[deployment/raw-vllm]"]
+    assert version["outcome"] == "fail" and "not the expected 0.23.0" in version["reason"], version
+    chat = tests["test_chat_completion_answers_with_choices_and_usage[deployment/raw-vllm]"]
+    assert chat["outcome"] == "pass", chat
