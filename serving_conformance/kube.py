@@ -100,8 +100,8 @@ class Kube:
         except KubeError:
             return False
 
-    def server_version(self) -> str:
-        return k8s_client.VersionApi(self.api_client).get_code().git_version
+    def server_version(self, timeout: float | None = None) -> str:
+        return k8s_client.VersionApi(self.api_client).get_code(_request_timeout=timeout).git_version
 
     # --- reads and writes -------------------------------------------------------------------
 

@@ -72,9 +72,14 @@ def judge(revisions: list[Revision], counts: Counter, samples: int, diagnosis: s
         )
 
 
-def wait_rolled_out(kube, namespace, name, timeout):
-    kube.wait_for(Ref("apps/v1", "Deployment", f"{name}-predictor", namespace), deployment_available, timeout,
-                  "the predictor rollout to finish")
+def wait_rolled_out(kube, namespace, name, after_generation, timeout):
+    """Until KServe has changed the predictor Deployment and the change is rolled out (Ready alone
+    still describes the previous revision right after an update)."""
+    kube.wait_for(
+        Ref("apps/v1", "Deployment", f"{name}-predictor", namespace),
+        lambda o: bool(o) and o["metadata"]["generation"] > after_generation and deployment_available(o),
+        timeout, "the predictor rollout to finish",
+    )
 
 
 def test_canary_split_is_served_as_declared(resource, deployer, endpoints, kube, manifests, conformance_settings):
@@ -112,8 +117,9 @@ def test_canary_split_is_served_as_declared(resource, deployer, endpoints, kube,
     second["metadata"] = {"name": name}
     container = next(c for c in second["spec"]["predictor"]["containers"] if c["name"] == KSERVE_CONTAINER)
     container["args"] = [a for a in container.get("args", []) if not a.startswith("--max-model-len")] + ["--max-model-len=1024"]
+    generation = kube.get(Ref("apps/v1", "Deployment", f"{name}-predictor", deployer.namespace))["metadata"]["generation"]
     deployer.kube.apply(second, namespace=deployer.namespace)
-    wait_rolled_out(kube, deployer.namespace, name, timeouts.deployment_rollout)
+    wait_rolled_out(kube, deployer.namespace, name, generation, timeouts.deployment_rollout)
     status = deployer.ready_isvc(name, timeouts.isvc_ready)
     gateway = endpoints.gateway(status["status"]["url"], converge=True)  # the backends changed
     after = Revision("the canary revision", fingerprint(gateway, model), percent)

@@ -56,9 +56,11 @@ def deployer(pytestconfig: pytest.Config, kube: Kube, cluster_namespace: str, ma
              conformance_settings: Settings) -> Deployer:
     _, run_id = pytestconfig.stash[RUN]
     deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress)
-    # Everything the selected tests will deploy, at once: the pods then start side by side.
-    for resource in pytestconfig.stash.get(CLUSTER_RESOURCES, []):
-        deployer.deploy(resource)
+    # Everything the selected tests will deploy, at once: the pods then start side by side. Not
+    # under xdist, where each worker collects every test but runs only some.
+    if not hasattr(pytestconfig, "workerinput"):
+        for resource in pytestconfig.stash.get(CLUSTER_RESOURCES, []):
+            deployer.deploy(resource)
     pytestconfig.stash[DEPLOYER] = deployer
     return deployer
 

@@ -95,7 +95,7 @@ class Installer:
 
     def check_reachable(self) -> None:
         try:
-            version = self.kube.server_version()
+            version = self.kube.server_version(timeout=self.settings.timeouts.api_reachable)
         except Exception as exc:  # urllib3, ApiException, config errors: one clear message
             status = getattr(exc, "status", None)
             if status in (401, 403):

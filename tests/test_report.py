@@ -1,0 +1,67 @@
+"""The conformance report: profiles, behaviours, skip reasons, partial results and required profiles."""
+
+import json
+
+import yaml
+
+TESTS = """
+import pytest
+
+@pytest.mark.static
+@pytest.mark.behaviour("ok-rule", title="something that holds")
+def test_ok():
+    pass
+
+@pytest.mark.static
+@pytest.mark.behaviour("skipped-rule", title="something not judged here")
+def test_skipped():
+    pytest.skip("schema not obtainable")
+
+@pytest.mark.cpu
+@pytest.mark.behaviour("failing", title="something that breaks")
+def test_broken():
+    assert False, "observed X, which matters because Y"
+"""
+
+
+def run(pytester, *args):
+    pytester.makepyfile(test_sample=TESTS)
+    return pytester.runpytest(*args)
+
+
+def test_report_records_each_behaviour_and_the_overall_result(pytester):
+    result = run(pytester, "--conformance-report", "report.yaml")
+    report = yaml.safe_load((pytester.path / "report.yaml").read_text())
+    profiles = {p["name"]: p for p in report["profiles"]}
+    assert profiles["STATIC"]["result"] == "partial"
+    assert profiles["SERVING-CPU"]["result"] == "failure"
+    assert profiles["SERVING-GPU"]["result"] == "not-run"
+    assert report["result"] == "failure" and result.ret == 1
+    skipped = {b["id"]: b for b in profiles["STATIC"]["behaviours"]}["skipped-rule"]
+    assert skipped["result"] == "skip" and skipped["tests"][0]["reason"] == "schema not obtainable"
+    failing = profiles["SERVING-CPU"]["behaviours"][0]
+    assert "observed X, which matters because Y" in failing["tests"][0]["reason"]
+    assert report["versionsUnderTest"]["kserve"] == "0.19.0" and report["suite"]["name"] == "serving-conformance"
+
+
+def test_a_skip_makes_the_result_partial_and_json_is_written_when_asked(pytester):
+    result = run(pytester, "-m", "static", "--conformance-report", "report.json")
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["result"] == "partial" and result.ret == 0
+    assert report["skipped"] == [{"test": "test_sample.py::test_skipped", "reason": "schema not obtainable"}]
+
+
+def test_a_required_profile_that_did_not_fully_pass_fails_the_run(pytester):
+    result = run(pytester, "-m", "static", "--require-profile", "STATIC", "--require-profile", "SERVING-GPU",
+                 "--conformance-report", "report.yaml")
+    report = yaml.safe_load((pytester.path / "report.yaml").read_text())
+    assert report["requiredProfilesUnmet"] == ["STATIC", "SERVING-GPU"]
+    assert report["result"] == "failure" and result.ret == 1
+    result.stdout.fnmatch_lines(["*required profile(s) not fully passed: STATIC, SERVING-GPU*"])
+
+
+def test_unknown_profiles_and_timeouts_are_usage_errors(pytester):
+    result = run(pytester, "--require-profile", "NOPE")
+    result.stderr.fnmatch_lines(["*unknown profile(s)*NOPE*"])
+    result = run(pytester, "--timeout", "nope=3")
+    result.stderr.fnmatch_lines(["*bad timeout 'nope=3'*"])
