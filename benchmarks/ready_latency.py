@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 
 from serving_conformance.cluster.deploy import is_true
-from serving_conformance.cluster.session import new_run, stderr_log
+from serving_conformance.cluster.session import new_run
 from serving_conformance.kube import Kube, Ref
+from serving_conformance.progress import progress
 from serving_conformance.testbed.provider import LocalProvider
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     run_dir, _ = new_run()
-    provider = LocalProvider(settings(), run_dir, stderr_log)
+    provider = LocalProvider(settings(), run_dir, progress)
     started = time.monotonic()
     cluster = provider.start()
     print(f"testbed warm start: {time.monotonic() - started:.1f}s")
@@ -51,7 +52,7 @@ def main() -> None:
         kube = Kube(cluster.kubeconfig, None)
         from serving_conformance.cluster.installer import Installer
 
-        Installer(settings(), cluster, run_dir, stderr_log).install()
+        Installer(settings(), cluster, run_dir, progress).install()
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
         body = yaml.safe_load((REPO / "manifests/serving/kserve/qwen-cpu.yaml").read_text())
         to_ready, lag = [], []

@@ -13,7 +13,6 @@ import fcntl
 import os
 import secrets
 import signal
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -124,10 +123,6 @@ class ClusterSession:
         from dataclasses import replace
 
         return replace(self.settings, cluster=cluster.provider)
-
-
-def stderr_log(message: str) -> None:
-    print(f"[serving-conformance] {message}", file=sys.stderr, flush=True)
 
 
 def worker_id() -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 from serving_conformance import versions
 from serving_conformance.cache import cache_dir
+from serving_conformance.progress import progress
 
 Log = Callable[[str], None]
 
@@ -181,10 +182,6 @@ COMPONENT_NAMES = tuple(c.name for c in go_components())
 
 
 # --- running commands -------------------------------------------------------------------
-
-
-def _stderr_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _go_binary() -> str:
@@ -383,7 +380,7 @@ def _render_wrapper_gomod(component: GoComponent) -> str:
     return "\n".join(lines)
 
 
-def sync_wrappers(log: Log = _stderr_log) -> None:
+def sync_wrappers(log: Log = progress) -> None:
     """Rewrite each toolchain/<name>/go.mod for the pinned version and refresh go.sum (network)."""
     for component in go_components():
         component.wrapper_dir.mkdir(parents=True, exist_ok=True)
@@ -491,7 +488,7 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
 
 
 def ensure_components(
-    names: Sequence[str] = COMPONENT_NAMES, *, force: Sequence[str] = (), log: Log = _stderr_log
+    names: Sequence[str] = COMPONENT_NAMES, *, force: Sequence[str] = (), log: Log = progress
 ) -> dict[str, ComponentResult]:
     """Build or reuse the named components; returns each one's result, in build order."""
     results: dict[str, ComponentResult] = {}
@@ -503,7 +500,7 @@ def ensure_components(
     return results
 
 
-def ensure_binaries(log: Log = _stderr_log) -> TestbedBinaries:
+def ensure_binaries(log: Log = progress) -> TestbedBinaries:
     """Every testbed binary, building what is missing (the first run takes a long while)."""
     r = ensure_components(log=log)
     kube, kwok = r["kubernetes"].directory, r["kwok"].directory
