@@ -19,8 +19,6 @@ from typing import Any
 
 import jsonschema
 import yaml
-from referencing import Registry
-from referencing import Resource as RefResource
 
 from ..manifests import HELM_VALUES_KIND, Resource
 from ..upstream import UpstreamUnavailable, gateway_api_files, kserve_files
@@ -107,9 +105,26 @@ def _core_schema_dir(kubernetes_version: str) -> Path:
 
 
 @lru_cache(maxsize=None)
-def _core_registry(schema_dir: Path) -> Registry:
-    definitions = json.loads((schema_dir / "_definitions.json").read_text())
-    return RefResource.from_contents(definitions) @ Registry()
+def _core_definitions(schema_dir: Path) -> dict[str, Any]:
+    return json.loads((schema_dir / "_definitions.json").read_text())["$defs"]
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
+    """The schema with its $refs replaced by the definitions they name (a recursive definition is
+    left open below its first repetition): validation then never resolves a reference, which
+    makes it about twice as fast."""
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    reference = node.get("$ref")
+    if reference is None:
+        return {key: _inline_refs(value, definitions, seen) for key, value in node.items()}
+    name = reference.rsplit("/", 1)[-1]
+    rest = {key: _inline_refs(value, definitions, seen) for key, value in node.items() if key != "$ref"}
+    if name in seen or name not in definitions:
+        return rest
+    return {**_inline_refs(definitions[name], definitions, (*seen, name)), **rest}
 
 
 @lru_cache(maxsize=4096)
@@ -117,8 +132,8 @@ def _core_validator(schema_dir: Path, filename: str) -> jsonschema.protocols.Val
     path = schema_dir / filename
     if not path.is_file():
         return None
-    schema = json.loads(path.read_text())
-    return jsonschema.Draft202012Validator(schema, registry=_core_registry(schema_dir))
+    schema = _inline_refs(json.loads(path.read_text()), _core_definitions(schema_dir))
+    return jsonschema.Draft202012Validator(schema)
 
 
 def _core_filename(resource: Resource) -> str:
