@@ -24,6 +24,7 @@ MARKERS = (
     "behaviour(id): the documented behaviour a test proves (its key in the report)",
     "workloads(selector, hardware=False): parametrize `workload` by the manifests' workloads the selector picks;"
     " with hardware=True each gets the cpu or gpu marker its resources call for",
+    "control_plane: a cluster test that needs only the control plane; runs first, while the engines start",
     "resources(selector): parametrize `resource` by the manifests' resources the selector picks, each with the"
     " cpu or gpu marker of the resources it involves",
 )

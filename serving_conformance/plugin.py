@@ -184,6 +184,8 @@ def _unique_ids(ids: list[str]) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Control-plane checks first: they run while the workloads' engines are still starting.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("control_plane") else 1)
     for item in items:
         rule = item.get_closest_marker("rule")
         behaviour = item.get_closest_marker("behaviour")

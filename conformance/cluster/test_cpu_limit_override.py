@@ -32,6 +32,7 @@ def rejection_events(kube, namespace, name):
     ]
 
 
+@pytest.mark.control_plane
 def test_predictor_deployment_carries_the_manifest_limits(workload, deployer, kube, conformance_settings):
     name = workload.resource.name
     deployer.deploy(workload.resource)
@@ -55,6 +56,7 @@ def test_predictor_deployment_carries_the_manifest_limits(workload, deployer, ku
         )
 
 
+@pytest.mark.control_plane
 def test_a_request_without_a_limit_is_rejected_as_documented(workload, deployer, kube, conformance_settings):
     requests = (workload.serving_container.resources.get("requests") or {})
     if "cpu" not in requests or parse_quantity(requests["cpu"]) <= 1:

@@ -32,6 +32,7 @@ def mounts_at_mnt(container):
     return any(m.get("name") == VOLUME and m.get("mountPath") == "/mnt" for m in container.get("volumeMounts") or [])
 
 
+@pytest.mark.control_plane
 def test_modelcar_is_injected_into_the_pod(workload, deployer, kube, conformance_settings):
     name = workload.resource.name
     deployer.deploy(workload.resource)
@@ -76,6 +77,7 @@ def test_vllm_reads_the_model_at_mnt_models(workload, deployer, endpoints, confo
     )
 
 
+@pytest.mark.control_plane
 def test_pod_creation_fails_without_kserve_container(workload, deployer, kube, conformance_settings):
     """The predictor pod KServe generates, with kserve-container renamed, is refused by KServe's pod
     webhook. (On the InferenceService a single container is renamed kserve-container by the

@@ -24,6 +24,7 @@ def owned_by(obj, name):
     return any(o.get("kind") == "InferenceService" and o.get("name") == name for o in obj["metadata"].get("ownerReferences") or [])
 
 
+@pytest.mark.control_plane
 def test_no_virtualservice_over_the_window(workload, deployer, kube, conformance_settings):
     name, namespace = workload.resource.name, deployer.namespace
     deployer.deploy(workload.resource)
