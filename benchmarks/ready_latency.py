@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     run_dir, _ = new_run()
+    run_dir.mkdir(exist_ok=True)
     provider = LocalProvider(settings(), run_dir, progress)
     started = time.monotonic()
     cluster = provider.start()

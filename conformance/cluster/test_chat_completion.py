@@ -17,9 +17,10 @@ pytestmark = [
 
 
 def test_chat_completion_through_the_gateway_names_the_engine(
-    workload, deployer, endpoints, conformance_settings, served_engine_version
+    workload, deployer, endpoints, conformance_settings, served_engine_version, observe
 ):
     isvc = deployer.ready(workload.resource, conformance_settings.timeouts.isvc_ready)
     gateway = endpoints.gateway(isvc["status"]["url"])
     response = chat(gateway, served_name_of(workload), max_tokens=16)
+    observe(f"vllm.{workload.resource.ident}", response.get("system_fingerprint"))
     assert_engine_version(response, served_engine_version, f"{workload.resource.ident} through the Gateway")

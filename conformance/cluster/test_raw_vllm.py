@@ -30,10 +30,13 @@ def raw_endpoint(workload, deployer, endpoints, conformance_settings, with_key=T
 
 @pytest.mark.behaviour("raw-vllm", title="the raw-vLLM control is available, serves the model and names the same engine")
 @pytest.mark.workloads(RAW_VLLM, hardware=True)
-def test_raw_vllm_serves_the_model_with_the_same_engine(workload, deployer, endpoints, conformance_settings, served_engine_version):
+def test_raw_vllm_serves_the_model_with_the_same_engine(
+    workload, deployer, endpoints, conformance_settings, served_engine_version, observe
+):
     endpoint, _ = raw_endpoint(workload, deployer, endpoints, conformance_settings)
     assert_serves_model(endpoint, conformance_settings.expect.served_model_name)
     response = chat(endpoint, served_name_of(workload), max_tokens=16)
+    observe(f"vllm.{workload.resource.ident}", response.get("system_fingerprint"))
     assert_engine_version(response, served_engine_version, f"{workload.resource.ident} (raw vLLM)")
 
 

@@ -17,6 +17,7 @@ from ..openai_api import Endpoint, wait_until_routed
 from ..options import Settings
 from ..platform_config import KServeConfig, find_config
 from ..progress import progress
+from ..report import observe as report_observe
 from ..workloads import GPU_RESOURCE, as_mapping
 from .deploy import Deployer
 from .providers import Cluster, ProviderError
@@ -79,6 +80,25 @@ def served_engine_version(conformance_settings: Settings, conformance_cluster: C
     if conformance_cluster.provider == "local" and conformance_cluster.info.get("pods") == "vllm":
         return versions.VLLM_CPU_LOCAL
     return conformance_settings.expect.engine_version
+
+
+@pytest.fixture
+def observe(request: pytest.FixtureRequest):
+    """Record a fact read from the running system in the conformance report."""
+    return lambda key, value: report_observe(request.node, key, str(value))
+
+
+@pytest.fixture(autouse=True)
+def _cluster_facts(request: pytest.FixtureRequest) -> None:
+    """Every cluster test carries what it ran against into the report (the controller merges them)."""
+    if "conformance_cluster" not in request.fixturenames:
+        return
+    cluster: Cluster = request.getfixturevalue("conformance_cluster")
+    facts = {"cluster.provider": cluster.provider, "cluster.name": cluster.name,
+             "cluster.simulatedNodes": cluster.simulated}
+    facts.update({f"cluster.{key}": value for key, value in cluster.info.items() if value is not None})
+    for key, value in facts.items():
+        report_observe(request.node, key, str(value))
 
 
 @pytest.fixture(autouse=True)

@@ -43,9 +43,10 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def new_run() -> tuple[Path, str]:
-    run_id = secrets.token_hex(3)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"serving-conformance-{run_id}-"))
-    return run_dir, run_id
+    """A run id and the path of its directory, created only when a cluster is first needed (a run
+    of static tests leaves nothing behind, not even an empty directory)."""
+    run_id = secrets.token_hex(4)
+    return Path(tempfile.gettempdir()) / f"serving-conformance-{run_id}", run_id
 
 
 def install_sigterm_handler() -> None:
@@ -69,6 +70,7 @@ class ClusterSession:
 
     def cluster(self) -> Cluster:
         """The run's cluster, created and made ready by the first caller."""
+        self.run_dir.mkdir(mode=0o700, exist_ok=True)
         with file_lock(self.run_dir / "cluster.lock"):
             if self.record.exists():
                 return Cluster.from_json(self.record.read_text())

