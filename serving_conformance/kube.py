@@ -21,7 +21,6 @@ from kubernetes.dynamic.exceptions import ApiException, NotFoundError, ResourceN
 
 FIELD_MANAGER = "serving-conformance"
 RUN_LABEL = "serving-conformance.dev/run"
-MANAGED_LABEL = "app.kubernetes.io/managed-by"
 
 
 class WaitTimeout(AssertionError):

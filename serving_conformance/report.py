@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,6 @@ class TestResult:
     profile: str
     outcome: str = "pass"
     reason: str = ""
-
-
-@dataclass
-class Observations:
-    """Facts read from the running system (component versions, simulated hardware)."""
-
-    values: dict[str, str] = field(default_factory=dict)
 
 
 def tag_item(item: pytest.Item, behaviour: str, title: str) -> None:
