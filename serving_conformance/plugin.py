@@ -28,7 +28,7 @@ from .options import MARKERS, Settings, add_options, settings_from
 from .platform_config import find_config
 from .progress import progress
 from .report import ConformanceReport, tag_item
-from .static.findings import Rule, RuleContext
+from .static.findings import RuleContext
 from .workloads import all_workloads, needs_gpu, split_backends
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -97,74 +97,54 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _rule_of(metafunc: pytest.Metafunc) -> Rule | None:
-    marker = metafunc.definition.get_closest_marker("rule")
-    return marker.args[0] if marker else None
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    config = metafunc.config
-    manifests = config.stash[MANIFESTS]
-    if "manifest" in metafunc.fixturenames:
-        rule = _rule_of(metafunc)
-        if rule is None:
-            raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `manifest` without @pytest.mark.rule(...)")
-        selected = rule.select(manifests)
-        if selected:
-            metafunc.parametrize("manifest", selected, ids=_unique_ids([r.ident for r in selected]))
-        else:
-            reason = f"{rule.nothing_to_check} ({manifests.root})"
-            metafunc.parametrize("manifest", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
-    if "workload" in metafunc.fixturenames:
-        _parametrize_workloads(metafunc, manifests)
-    if "resource" in metafunc.fixturenames:
-        _parametrize_resources(metafunc, manifests)
-    if "manifest_file" in metafunc.fixturenames:
+    manifests = metafunc.config.stash[MANIFESTS]
+    names = metafunc.fixturenames
+    where = f"in the manifests ({manifests.root})"
+    if "manifest" in names:
+        rule = _marker(metafunc, "manifest", "rule").args[0]
+        chosen = rule.select(manifests)
+        _parametrize(metafunc, "manifest", chosen, [r.ident for r in chosen], f"{rule.nothing_to_check} ({manifests.root})")
+    if "workload" in names:
+        marker = _marker(metafunc, "workload", "workloads")
+        select, hardware = marker.args[0], marker.kwargs.get("hardware", False)
+        chosen = [w for w in all_workloads(manifests) if select(w)]
+        params = [pytest.param(w, marks=[_hardware(needs_gpu(w.resource))] if hardware else []) for w in chosen]
+        ids = [w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen]
+        _parametrize(metafunc, "workload", params, ids, f"no {select.description} {where}")
+    if "resource" in names:
+        select = _marker(metafunc, "resource", "resources").args[0]
+        chosen = [r for r in manifests.resources if select(r, manifests)]
+        params = [
+            pytest.param(r, marks=[_hardware(any(needs_gpu(i) for i in select.involves(r, manifests)))]) for r in chosen
+        ]
+        _parametrize(metafunc, "resource", params, [r.ident for r in chosen], f"no {select.description} {where}")
+    if "manifest_file" in names:
         problems = {p.path: [] for p in manifests.problems}
         for problem in manifests.problems:
             problems[problem.path].append(problem)
         files = [(path, problems.pop(path, [])) for path in manifests.files]
         files += list(problems.items())  # directories and files that could not be listed at all
-        ids = _unique_ids([_relative(path, manifests.root) for path, _ in files])
-        metafunc.parametrize("manifest_file", files, ids=ids)
+        _parametrize(metafunc, "manifest_file", files, [_relative(path, manifests.root) for path, _ in files], "")
 
 
-def _parametrize_workloads(metafunc: pytest.Metafunc, manifests: ManifestSet) -> None:
-    marker = metafunc.definition.get_closest_marker("workloads")
+def _marker(metafunc: pytest.Metafunc, fixture: str, name: str) -> pytest.Mark:
+    marker = metafunc.definition.get_closest_marker(name)
     if marker is None:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `workload` without @pytest.mark.workloads(...)")
-    select = marker.args[0]
-    hardware = marker.kwargs.get("hardware", False)
-    chosen = [w for w in all_workloads(manifests) if select(w)]
-    if not chosen:
-        reason = f"no {select.description} in the manifests ({manifests.root})"
-        metafunc.parametrize("workload", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
-        return
-    params = []
-    for workload in chosen:
-        marks = []
-        if hardware:
-            marks.append(pytest.mark.gpu if needs_gpu(workload.resource) else pytest.mark.cpu)
-        params.append(pytest.param(workload, marks=marks))
-    ids = _unique_ids([w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen])
-    metafunc.parametrize("workload", params, ids=ids)
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `{fixture}` without @pytest.mark.{name}(...)")
+    return marker
 
 
-def _parametrize_resources(metafunc: pytest.Metafunc, manifests: ManifestSet) -> None:
-    marker = metafunc.definition.get_closest_marker("resources")
-    if marker is None:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `resource` without @pytest.mark.resources(...)")
-    select = marker.args[0]
-    chosen = [r for r in manifests.resources if select(r, manifests)]
-    if not chosen:
-        reason = f"no {select.description} in the manifests ({manifests.root})"
-        metafunc.parametrize("resource", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["none"])
-        return
-    params = []
-    for resource in chosen:
-        gpu = any(needs_gpu(r) for r in select.involves(resource, manifests))
-        params.append(pytest.param(resource, marks=[pytest.mark.gpu if gpu else pytest.mark.cpu]))
-    metafunc.parametrize("resource", params, ids=_unique_ids([r.ident for r in chosen]))
+def _hardware(gpu: bool) -> pytest.MarkDecorator:
+    return pytest.mark.gpu if gpu else pytest.mark.cpu
+
+
+def _parametrize(metafunc: pytest.Metafunc, fixture: str, params: list, ids: list[str], nothing: str) -> None:
+    """Parametrize by `params`; with none, one skipped case that says why there is nothing to test."""
+    if params:
+        metafunc.parametrize(fixture, params, ids=_unique_ids(ids))
+    else:
+        metafunc.parametrize(fixture, [pytest.param(None, marks=pytest.mark.skip(reason=nothing))], ids=["none"])
 
 
 def _relative(path, root) -> str:
