@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,17 +210,18 @@ def _tail(text: str, lines: int = OUTPUT_TAIL_LINES) -> str:
 
 
 def _run(
-    cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+    error: type[Exception] = BuildError,
 ) -> str:
-    """Run a short command and return its stdout; on failure raise a BuildError naming the step."""
+    """Run a short command and return its stdout; on failure raise `error` naming the step."""
     try:
         proc = subprocess.run(
             list(cmd), cwd=cwd, env=env, capture_output=True, text=True, errors="replace", check=False
         )
     except OSError as exc:
-        raise BuildError(f"{step}: cannot run {cmd[0]}: {exc}") from exc
+        raise error(f"{step}: cannot run {cmd[0]}: {exc}") from exc
     if proc.returncode != 0:
-        raise BuildError(
+        raise error(
             f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
             f"--- last lines of output ---\n{_tail(proc.stdout + proc.stderr)}"
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from . import processes
 from .build import TestbedBinaries
 
 KWOK_API = "config.kwok.x-k8s.io/v1alpha1"
@@ -144,14 +145,6 @@ def stop(binaries: TestbedBinaries, plane: ControlPlane) -> None:
         env=_env(binaries, plane.workdir), capture_output=True, text=True, timeout=120, check=False,
     )
     for component, pid in pids.items():
-        if _still_running(pid, component):
+        # Only while the PID still runs that component: a reused PID is never hit.
+        if processes.running(pid) and component in " ".join(processes.cmdline(pid)):
             os.kill(pid, signal.SIGKILL)
-
-
-def _still_running(pid: int, component: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and component.encode() in cmdline

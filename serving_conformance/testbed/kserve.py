@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..cluster.installer import crd_documents
+from ..cluster.installer import crd_documents, yaml_documents
 from ..kube import Kube
 from ..manifests import Resource
 from ..upstream import kserve_files
@@ -62,10 +61,6 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict) and d.get("kind")]
-
-
 def crds(version: str) -> list[dict[str, Any]]:
     """The serving.kserve.io CRDs the manager needs (not LLMInferenceService's, another binary's)."""
     root = kserve_files(version) / "config" / "crd" / "full"
@@ -73,7 +68,7 @@ def crds(version: str) -> list[dict[str, Any]]:
 
 
 def shipped_configmap(version: str, namespace: str) -> dict[str, Any]:
-    document = _documents(kserve_files(version) / "config" / "configmap" / "inferenceservice.yaml")[0]
+    document = yaml_documents((kserve_files(version) / "config" / "configmap" / "inferenceservice.yaml").read_text())[0]
     document["metadata"]["namespace"] = namespace
     return document
 
@@ -175,7 +170,7 @@ def _ready(ports: Ports, ca_bundle: bytes) -> bool:
 def webhook_configurations(version: str, port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
     """The release's webhook configurations, each pointed at the manager on loopback."""
     bundle = base64.b64encode(ca_bundle).decode()
-    documents = _documents(kserve_files(version) / "config" / "webhook" / "manifests.yaml")
+    documents = yaml_documents((kserve_files(version) / "config" / "webhook" / "manifests.yaml").read_text())
     for document in documents:
         document["metadata"].pop("creationTimestamp", None)
         for webhook in document.get("webhooks") or []:

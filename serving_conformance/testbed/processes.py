@@ -46,13 +46,24 @@ def log_tail(run_dir: Path, name: str, lines: int = 40) -> str:
         return "(no log)"
 
 
-def _alive(pid: int, program: str) -> bool:
+def running(pid: int) -> bool:
+    """True for a running process; False for a missing one or a zombie (it holds nothing)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-    return state != "Z" and bool(cmdline) and os.fsencode(program) in cmdline
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _alive(pid: int, program: str) -> bool:
+    return running(pid) and program in cmdline(pid)
 
 
 def stop(run_dir: Path, name: str, grace: float = STOP_GRACE_S) -> bool:
