@@ -78,7 +78,7 @@ def engine_fleet(pytestconfig: pytest.Config, local_engine: LocalEngine, conform
     fleet.launch(ServerSpec.of(w.serving_container) for w in workloads if w.serving_container is not None)
     pytestconfig.stash[ENGINE_FLEET] = fleet
     yield fleet
-    fleet.stop()
+    fleet.close()
 
 
 @pytest.fixture

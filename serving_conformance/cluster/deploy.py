@@ -44,6 +44,24 @@ def describe_conditions(obj: Mapping[str, Any] | None) -> str:
     )
 
 
+def describe_pod(pod: Mapping[str, Any]) -> str:
+    """One line: the pod, its phase and node, and whatever keeps it from being Ready."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    parts = [f"pod {meta.get('name')}: {status.get('phase', 'Unknown')}"]
+    node = (pod.get("spec") or {}).get("nodeName")
+    parts.append(f"on {node}" if node else "not scheduled")
+    for entry in status.get("conditions") or []:
+        if entry.get("status") != "True" and (entry.get("reason") or entry.get("message")):
+            parts.append(f"{entry.get('type')}=False ({entry.get('reason') or ''}: {entry.get('message') or ''})")
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        for kind in ("waiting", "terminated"):
+            if kind in state:
+                detail = state[kind] or {}
+                parts.append(f"container {container.get('name')} {kind}: {detail.get('reason')} {detail.get('message') or ''}".rstrip())
+    return "; ".join(parts)
+
+
 @dataclass
 class Deployer:
     kube: Kube
@@ -145,10 +163,26 @@ class Deployer:
             last = self.kube.get(ref)
             raise WaitTimeout(
                 f"InferenceService {self.namespace}/{name} was not Ready within {timeout:.0f}s: "
-                f"{describe_conditions(last)}"
+                f"{describe_conditions(last)}{self.pods_report(f'serving.kserve.io/inferenceservice={name}')}"
             ) from None
 
     def available_deployment(self, name: str, timeout: float) -> dict[str, Any]:
         ref = Ref("apps/v1", "Deployment", name, self.namespace)
         self.progress(f"waiting for Deployment {self.namespace}/{name} to be available (up to {timeout:.0f}s)")
-        return self.kube.wait_for(ref, deployment_available, timeout, "available")
+        try:
+            return self.kube.wait_for(ref, deployment_available, timeout, "available")
+        except WaitTimeout as exc:
+            labels = as_mapping(as_mapping(as_mapping(self.kube.get(ref)).get("spec")).get("selector")).get("matchLabels")
+            selector = ",".join(f"{k}={v}" for k, v in as_mapping(labels).items())
+            raise WaitTimeout(f"{exc}{self.pods_report(selector) if selector else ''}") from None
+
+    def pods_report(self, selector: str) -> str:
+        """The pods a workload's wait was about, and why they are not Ready: the failure says
+        what happened without opening the diagnostics directory."""
+        try:
+            pods = self.kube.list("v1", "Pod", namespace=self.namespace, label_selector=selector)
+        except Exception as exc:  # the report is an aid; never hide the timeout behind it
+            return f"\npods ({selector}): could not be listed: {exc}"
+        if not pods:
+            return f"\npods ({selector}): none"
+        return "".join(f"\n{describe_pod(pod)}" for pod in pods)

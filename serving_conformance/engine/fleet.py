@@ -3,7 +3,8 @@
 Each vLLM container of the manifests runs with its own args and literal env; only the model
 becomes the local tiny model and the host loopback. Values the manifest takes from Secrets (the
 API key) are generated here and never printed. Servers with the same effective command line are
-shared; all the servers a run needs are launched together, then waited on.
+shared; all the servers a run needs are queued together and come up a few at a time on this
+machine (see `Launcher`), in the order the tests need them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..workloads import Container, Workload
-from .server import VllmServer, free_port
+from .server import Launcher, VllmServer, free_port
 
 API_KEY_ENV = "VLLM_API_KEY"
 
@@ -58,6 +59,7 @@ class EngineFleet:
         self.startup_timeout = startup_timeout
         self.progress = progress
         self.servers: dict[ServerSpec, LocalServer] = {}
+        self.launcher = Launcher()
 
     def launch(self, specs: Iterable[ServerSpec]) -> None:
         for spec in specs:
@@ -74,8 +76,8 @@ class EngineFleet:
                 log_path=self.log_dir / f"vllm-{index}.log",
                 startup_timeout=self.startup_timeout,
             )
-            self.servers[spec] = LocalServer(server.launch(), secret_values)
-            self.progress(f"launched local vLLM #{index} ({' '.join(spec.args)}), log {server.log_path}")
+            self.servers[spec] = LocalServer(self.launcher.submit(server), secret_values)
+            self.progress(f"queued local vLLM #{index} ({' '.join(spec.args)}), log {server.log_path}")
 
     def server_for(self, workload: Workload) -> LocalServer:
         container = workload.serving_container
@@ -87,7 +89,10 @@ class EngineFleet:
         if local.server.startup_seconds is None:
             self.progress(f"waiting for local vLLM for {workload.label} (/health)")
             local.server.wait_ready()
-            self.progress(f"local vLLM for {workload.label} ready in {local.server.startup_seconds:.0f}s")
+            self.progress(
+                f"local vLLM for {workload.label} ready in {local.server.startup_seconds:.0f}s "
+                f"(after {local.server.queued_seconds:.0f}s waiting for a start slot)"
+            )
         return local
 
     def stop(self) -> None:
@@ -95,3 +100,8 @@ class EngineFleet:
         for local in self.servers.values():
             local.server.stop()
         self.servers.clear()
+
+    def close(self) -> None:
+        """Stop every server and the launcher's threads."""
+        self.stop()
+        self.launcher.close()

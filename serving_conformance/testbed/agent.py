@@ -34,11 +34,20 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from ..engine.server import Launcher
+
 MODELCAR_CONTAINER = "modelcar"
 MODELCAR_INIT = "modelcar-init"
 READY_ANNOTATION = "serving-conformance.dev/engine"
 LEASE_RENEW_S = 10
 STATUS_REFRESH_S = 60
+
+
+def failure_reason(exc: Exception, log_tail: str) -> str:
+    """One line for the pod's Ready condition: what went wrong and the server's last log line."""
+    what = str(exc).split("; command:", 1)[0].strip()
+    last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    return f"{what}; last log line: {last[-300:]}" if last else what
 
 
 def now() -> str:
@@ -81,6 +90,7 @@ class Agent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self._engine: tuple[Path, Path] | None = None
+        self.launcher = Launcher()
 
     # --- nodes --------------------------------------------------------------------------------
 
@@ -258,7 +268,7 @@ class Agent:
             return
         self.patch_status(pod, state, ready=False, message="waiting for vLLM /health")
         try:
-            state.server = self.launch_vllm(key, pod, container, state)
+            state.server = self.launcher.submit(self.vllm_server(key, pod, container, state))
         except Exception as exc:
             log(f"{key}: cannot start vLLM: {exc}")
             self.patch_status(pod, state, ready=False, message=f"vLLM did not start: {exc}")
@@ -270,14 +280,16 @@ class Agent:
             state.server.wait_ready()
         except Exception as exc:
             log(f"{key}: vLLM failed: {str(exc)[-2000:]}")
-            self.patch_status(pod, state, ready=False, message="vLLM exited or never answered /health")
+            self.patch_status(pod, state, ready=False, message=failure_reason(exc, state.server.log_tail(5)))
             return
         with self.lock:
             if self.pods.get(key) is not state:
                 return  # deleted meanwhile
             state.ready = True
         self.patch_status(pod, state, ready=True)
-        log(f"{key}: vLLM ready at {state.server.base_url} in {state.server.startup_seconds:.1f}s")
+        server = state.server
+        log(f"{key}: vLLM ready at {server.base_url} in {server.startup_seconds:.1f}s "
+            f"(after {server.queued_seconds:.1f}s waiting for a start slot)")
 
     # --- vLLM in a pod ------------------------------------------------------------------------
 
@@ -346,7 +358,7 @@ class Agent:
                     link.symlink_to(self.engine()[1])  # the image's /models: the local tiny model
         return mounts
 
-    def launch_vllm(self, key: str, pod: dict[str, Any], container: dict[str, Any], state: PodState):
+    def vllm_server(self, key: str, pod: dict[str, Any], container: dict[str, Any], state: PodState):
         from ..engine.server import VllmServer
         from ..workloads import VLLM_DEFAULT_PORT, Container
 
@@ -374,11 +386,9 @@ class Agent:
             env=env,
             log_path=self.run_dir / "logs" / "pods" / f"{key.replace('/', '_')}.{container['name']}.log",
             startup_timeout=float(self.startup_timeout),
-            die_with_parent=False,  # started from the watch thread; stopped by this agent
             command_prefix=prefix,
         )
-        server.launch()
-        log(f"{key}: launched vLLM on {state.ip}:{port} (model {'kept at ' + model if keep else 'local tiny model'})")
+        log(f"{key}: queued vLLM for {state.ip}:{port} (model {'kept at ' + model if keep else 'local tiny model'})")
         return server
 
     startup_timeout = 600
