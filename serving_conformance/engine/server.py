@@ -211,8 +211,9 @@ class VllmServer:
         self._queued_at = 0.0
         self._started = 0.0
         self.stopped = False
-        # Orders launch against stop: a server stopped while queued never launches.
-        self._state_lock = threading.Lock()
+        # Orders launch against stop: a server stopped while queued never launches. Re-entrant:
+        # the SIGTERM handler may stop servers while this thread is inside launch() or stop().
+        self._state_lock = threading.RLock()
         self._settled: threading.Event | None = None  # set by a Launcher once up or failed
         self._error: BaseException | None = None
 
@@ -263,6 +264,10 @@ class VllmServer:
                     # Between fork and exec only the pre-resolved prctl call runs.
                     preexec_fn=_set_pdeathsig if self.die_with_parent else None,  # noqa: PLW1509
                 )
+            if self.stopped:  # stopped by a signal handler while the process was being created
+                _signal_group(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+                raise ServerStartError(f"vLLM server stopped while it started; log: {self.log_path}")
             _register(self)
         return self
 
