@@ -3,7 +3,7 @@
 It registers the nodes and renews their leases, and for every pod the scheduler binds to them:
 gives it an address from the node's podCIDR, reports init containers completed and containers
 running, and, in `vllm` mode, starts the real local vLLM for a vLLM container on the pod's address
-and container port, with the pod's args and env. The pod turns Ready only when that server answers
+and container port, with the pod's args and env (a few at a time: the engine's start slots). The pod turns Ready only when that server answers
 /health; it is stopped when the pod is deleted. Non-vLLM containers (and every container in
 `simulated` mode) are reported ready at once.
 
@@ -34,7 +34,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from ..engine.server import Launcher
+from ..engine.server import Launcher, VllmServer
 
 MODELCAR_CONTAINER = "modelcar"
 MODELCAR_INIT = "modelcar-init"
@@ -359,7 +359,6 @@ class Agent:
         return mounts
 
     def vllm_server(self, key: str, pod: dict[str, Any], container: dict[str, Any], state: PodState):
-        from ..engine.server import VllmServer
         from ..workloads import VLLM_DEFAULT_PORT, Container
 
         python, model_dir = self.engine()
