@@ -3,7 +3,10 @@ so a CI log is enough to see what happened."""
 
 from __future__ import annotations
 
-from serving_conformance.cluster.deploy import describe_pod
+import pytest
+
+from serving_conformance.cluster.deploy import Deployer, describe_pod
+from serving_conformance.kube import WaitTimeout
 from serving_conformance.engine.server import ServerStartError
 from serving_conformance.testbed.agent import failure_reason
 
@@ -52,3 +55,44 @@ def test_the_agent_reports_the_engine_failure_without_the_command_line():
     )
     assert "s3cret" not in reason
     assert failure_reason(exc, "") == "vLLM server exited with code 1 before /health answered"
+
+
+class OneDeployment:
+    """Stands in for the API server in front of one Deployment that never becomes available."""
+
+    def __init__(self) -> None:
+        self.obj = {"metadata": {"name": "raw-vllm", "uid": "u1", "generation": 1},
+                    "spec": {"selector": {"matchLabels": {"app": "raw-vllm"}}}, "status": {}}
+        self.waits = 0
+
+    def get(self, ref):
+        return self.obj
+
+    def list(self, *args, **kwargs):
+        return []
+
+    def wait_for(self, ref, condition, timeout, what, progress=None):
+        self.waits += 1
+        raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} ({ref})")
+
+
+def deployer_for(kube) -> Deployer:
+    return Deployer(kube=kube, namespace="sc-main-1", manifests=None, kserve_namespace="kserve", run_id="1",
+                    progress=lambda message: None)
+
+
+def test_a_wait_that_timed_out_is_not_repeated_while_the_object_is_unchanged():
+    kube = OneDeployment()
+    deployer = deployer_for(kube)
+    with pytest.raises(WaitTimeout) as first:
+        deployer.available_deployment("raw-vllm", 600)
+    assert "pods (app=raw-vllm): none" in str(first.value)
+    with pytest.raises(WaitTimeout) as second:
+        deployer.available_deployment("raw-vllm", 600)
+    assert kube.waits == 1, "the second test waited again on the same broken Deployment"
+    assert str(first.value) in str(second.value) and "not waited on again" in str(second.value)
+    # Changed (a new generation): waited on again.
+    kube.obj["metadata"]["generation"] = 2
+    with pytest.raises(WaitTimeout):
+        deployer.available_deployment("raw-vllm", 600)
+    assert kube.waits == 2

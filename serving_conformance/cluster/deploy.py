@@ -44,6 +44,12 @@ def describe_conditions(obj: Mapping[str, Any] | None) -> str:
     )
 
 
+def identity(obj: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """Which object, at which spec: changed by a re-create or a spec change, not by status."""
+    meta = (obj or {}).get("metadata") or {}
+    return meta.get("uid"), meta.get("generation")
+
+
 def describe_pod(pod: Mapping[str, Any]) -> str:
     """One line: the pod, its phase and node, and whatever keeps it from being Ready."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
@@ -73,6 +79,8 @@ class Deployer:
     applied: set[str] = field(default_factory=set)
     secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Waits that timed out: the object's (uid, generation) then, and the failure message.
+    timed_out: dict[str, tuple[tuple[Any, Any], str]] = field(default_factory=dict)
 
     def apply(self, body: Mapping[str, Any]) -> None:
         meta = dict(body.get("metadata") or {})
@@ -156,25 +164,43 @@ class Deployer:
 
     def ready_isvc(self, name: str, timeout: float) -> dict[str, Any]:
         ref = Ref(ISVC_API, "InferenceService", name, self.namespace)
-        self.progress(f"waiting for InferenceService {self.namespace}/{name} to be Ready (up to {timeout:.0f}s)")
-        try:
-            return self.kube.wait_for(ref, lambda o: is_true(o, "Ready"), timeout, "Ready")
-        except WaitTimeout:
-            last = self.kube.get(ref)
-            raise WaitTimeout(
+
+        def explain(exc: WaitTimeout) -> str:
+            return (
                 f"InferenceService {self.namespace}/{name} was not Ready within {timeout:.0f}s: "
-                f"{describe_conditions(last)}{self.pods_report(f'serving.kserve.io/inferenceservice={name}')}"
-            ) from None
+                f"{describe_conditions(self.kube.get(ref))}"
+                f"{self.pods_report(f'serving.kserve.io/inferenceservice={name}')}"
+            )
+
+        return self._wait(ref, lambda o: is_true(o, "Ready"), timeout, "Ready", explain)
 
     def available_deployment(self, name: str, timeout: float) -> dict[str, Any]:
         ref = Ref("apps/v1", "Deployment", name, self.namespace)
-        self.progress(f"waiting for Deployment {self.namespace}/{name} to be available (up to {timeout:.0f}s)")
-        try:
-            return self.kube.wait_for(ref, deployment_available, timeout, "available")
-        except WaitTimeout as exc:
+
+        def explain(exc: WaitTimeout) -> str:
             labels = as_mapping(as_mapping(as_mapping(self.kube.get(ref)).get("spec")).get("selector")).get("matchLabels")
             selector = ",".join(f"{k}={v}" for k, v in as_mapping(labels).items())
-            raise WaitTimeout(f"{exc}{self.pods_report(selector) if selector else ''}") from None
+            return f"{exc}{self.pods_report(selector) if selector else ''}"
+
+        return self._wait(ref, deployment_available, timeout, "available", explain)
+
+    def _wait(
+        self, ref: Ref, done: Callable[[dict[str, Any] | None], bool], timeout: float, what: str,
+        explain: Callable[[WaitTimeout], str],
+    ) -> dict[str, Any]:
+        """Wait for `done`; a wait that already timed out on the same, unchanged object fails at
+        once with the same explanation, so tests sharing a broken workload do not each wait."""
+        current = self.kube.get(ref)
+        earlier = self.timed_out.get(str(ref))
+        if earlier is not None and not done(current) and earlier[0] == identity(current):
+            raise WaitTimeout(f"{earlier[1]}\n(unchanged since that wait timed out earlier in this run; not waited on again)")
+        self.progress(f"waiting for {ref.kind} {ref.namespace}/{ref.name} to be {what} (up to {timeout:.0f}s)")
+        try:
+            return self.kube.wait_for(ref, done, timeout, what)
+        except WaitTimeout as exc:
+            message = explain(exc)
+            self.timed_out[str(ref)] = (identity(self.kube.get(ref)), message)
+            raise WaitTimeout(message) from None
 
     def pods_report(self, selector: str) -> str:
         """The pods a workload's wait was about, and why they are not Ready: the failure says
