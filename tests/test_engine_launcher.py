@@ -90,8 +90,9 @@ def test_one_slot_starts_servers_one_after_another_in_order(stand_in, tmp_path):
     assert servers[2].queued_seconds > servers[0].queued_seconds
 
 
-def test_two_slots_let_two_start_at_once(stand_in, tmp_path):
+def test_two_slots_let_two_start_at_once(stand_in, tmp_path, monkeypatch):
     python, record = stand_in
+    monkeypatch.setenv("STAND_IN_START_S", "2")  # ample time for the second to start meanwhile
     bring_up(python, tmp_path, [Launcher(slots=2)] * 2)
     starts = sorted(e["t"] for e in events(record) if e["event"] == "start")
     readies = sorted(e["t"] for e in events(record) if e["event"] == "ready")
