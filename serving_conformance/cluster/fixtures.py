@@ -125,6 +125,27 @@ def needs_traffic(conformance_cluster: Cluster) -> None:
 
 # --- endpoints ------------------------------------------------------------------------------
 
+# Labels Envoy Gateway puts on the Service it makes for a Gateway.
+ENVOY_OWNER_NAME = "gateway.envoyproxy.io/owning-gateway-name"
+ENVOY_OWNER_NAMESPACE = "gateway.envoyproxy.io/owning-gateway-namespace"
+
+
+def gateway_diagnosis(gateway: dict) -> str:
+    """Why a Gateway has no address, from its conditions."""
+    conditions = {c.get("type"): c for c in (gateway.get("status") or {}).get("conditions") or []}
+    accepted, programmed = conditions.get("Accepted"), conditions.get("Programmed")
+    class_name = (gateway.get("spec") or {}).get("gatewayClassName")
+    if accepted is None or accepted.get("status") != "True":
+        if accepted is None or accepted.get("reason") in (None, "Pending"):
+            return (f"no gateway controller has accepted it: is a Gateway API implementation serving "
+                    f"GatewayClass {class_name!r} installed?")
+        return f"its controller did not accept it ({accepted.get('reason')}: {accepted.get('message')})"
+    if programmed is not None and programmed.get("status") != "True":
+        return (f"accepted, but not programmed ({programmed.get('reason')}: {programmed.get('message')}); "
+                "a LoadBalancer Service with no address needs a load-balancer provider "
+                "(on kind: cloud-provider-kind or MetalLB)")
+    return "accepted, but its controller reported no address"
+
 
 @dataclass
 class Endpoints:
@@ -134,6 +155,7 @@ class Endpoints:
     config: KServeConfig | None
     port_forwards: list[subprocess.Popen]
     routed: set[str] = field(default_factory=set)
+    gateway_base: str | None = None
 
     def gateway_ref(self) -> Ref:
         gateway = (self.config.kserve_ingress_gateway if self.config else None) or "kserve/kserve-ingress-gateway"
@@ -143,6 +165,19 @@ class Endpoints:
     def gateway(self, url: str, converge: bool = False) -> Endpoint:
         """Through the Gateway: its status address, with the Host of `url` (e.g. status.url).
         The first use of a host (or any use with `converge`) waits until the gateway routes it."""
+        if self.gateway_base is None:
+            self.gateway_base = self._gateway_base()
+        host = re.sub(r"^https?://", "", url).split("/")[0]
+        endpoint = Endpoint(self.gateway_base, host=host, timeout=self.settings.timeouts.http_request)
+        if converge or host not in self.routed:
+            wait_until_routed(endpoint, self.settings.timeouts.route_converge)
+            self.routed.add(host)
+        return endpoint
+
+    def _gateway_base(self) -> str:
+        """The Gateway's status address; where it has none but its implementation made a Service
+        for it (Envoy Gateway's LoadBalancer Service on kind without a load-balancer provider), a
+        port-forward to that Service, said so."""
         ref = self.gateway_ref()
         try:
             gateway = self.kube.wait_for(
@@ -150,17 +185,32 @@ class Endpoints:
                 self.settings.timeouts.gateway_programmed, "an address in Gateway status",
             )
         except WaitTimeout as exc:
-            raise AssertionError(f"{exc}\nNo gateway controller has accepted {ref}.") from None
+            gateway = self.kube.get(ref)
+            if gateway is None:
+                raise AssertionError(f"{ref} does not exist: the platform manifests define the Gateway KServe's routes attach to") from None
+            port = self._listener_port(gateway)
+            service = None if self.cluster.simulated else self._gateway_service(ref)
+            if service is None:
+                raise AssertionError(f"{exc}\n{gateway_diagnosis(gateway)}") from None
+            progress(f"{ref} has no address ({gateway_diagnosis(gateway)}); "
+                     f"reaching it through kubectl port-forward to Service {service[0]}/{service[1]}")
+            return self._port_forward(service[0], service[1], port)
         address = gateway["status"]["addresses"][0]["value"]
-        listeners = [l for l in gateway["spec"].get("listeners") or [] if l.get("protocol") == "HTTP"]
-        port = listeners[0].get("port", 80) if listeners else 80
-        host = re.sub(r"^https?://", "", url).split("/")[0]
-        base = f"http://{address}" + ("" if port == 80 else f":{port}")
-        endpoint = Endpoint(base, host=host, timeout=self.settings.timeouts.http_request)
-        if converge or host not in self.routed:
-            wait_until_routed(endpoint, self.settings.timeouts.route_converge)
-            self.routed.add(host)
-        return endpoint
+        port = self._listener_port(gateway)
+        return f"http://{address}" + ("" if port == 80 else f":{port}")
+
+    @staticmethod
+    def _listener_port(gateway: dict) -> int:
+        listeners = [l for l in (gateway.get("spec") or {}).get("listeners") or [] if l.get("protocol") == "HTTP"]
+        return int(listeners[0].get("port", 80)) if listeners else 80
+
+    def _gateway_service(self, ref: Ref) -> tuple[str, str] | None:
+        selector = f"{ENVOY_OWNER_NAME}={ref.name},{ENVOY_OWNER_NAMESPACE}={ref.namespace}"
+        services = self.kube.list("v1", "Service", label_selector=selector)
+        if not services:
+            return None
+        meta = services[0]["metadata"]
+        return meta["namespace"], meta["name"]
 
     def service(self, namespace: str, name: str, port: int) -> Endpoint:
         """Through a Service: a ready endpoint of it directly where pod addresses are reachable
