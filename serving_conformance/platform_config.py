@@ -92,23 +92,45 @@ def _set(config: KServeConfig, attribute: str, value: Any, origin: str) -> None:
         config.origins[attribute] = origin
 
 
+# Where each setting lives in the ConfigMap: (data key holding a JSON document, field in it).
+CONFIGMAP_FIELDS = {
+    "deployment_mode": ("deploy", "defaultDeploymentMode"),
+    "enable_gateway_api": ("ingress", "enableGatewayApi"),
+    "kserve_ingress_gateway": ("ingress", "kserveIngressGateway"),
+    "ingress_gateway": ("ingress", "ingressGateway"),
+    "disable_istio_virtual_host": ("ingress", "disableIstioVirtualHost"),
+    "ingress_domain": ("ingress", "ingressDomain"),
+    "domain_template": ("ingress", "domainTemplate"),
+    "enable_modelcar": ("storageInitializer", "enableModelcar"),
+}
+
+
 def _from_configmap(resource: Resource) -> KServeConfig:
     config = KServeConfig(source=resource)
-    deploy = _json_key(resource, "deploy", config)
-    ingress = _json_key(resource, "ingress", config)
-    storage = _json_key(resource, "storageInitializer", config)
-    _set(config, "deployment_mode", deploy.get("defaultDeploymentMode"), "data.deploy.defaultDeploymentMode")
-    for attribute, key in (
-        ("enable_gateway_api", "enableGatewayApi"),
-        ("kserve_ingress_gateway", "kserveIngressGateway"),
-        ("ingress_gateway", "ingressGateway"),
-        ("disable_istio_virtual_host", "disableIstioVirtualHost"),
-        ("ingress_domain", "ingressDomain"),
-        ("domain_template", "domainTemplate"),
-    ):
-        _set(config, attribute, ingress.get(key), f"data.ingress.{key}")
-    _set(config, "enable_modelcar", storage.get("enableModelcar"), "data.storageInitializer.enableModelcar")
+    documents = {key: _json_key(resource, key, config) for key in sorted({k for k, _ in CONFIGMAP_FIELDS.values()})}
+    for attribute, (key, name) in CONFIGMAP_FIELDS.items():
+        _set(config, attribute, documents[key].get(name), f"data.{key}.{name}")
     return config
+
+
+def configmap_for(config: KServeConfig, shipped: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings `config` has (e.g. read from Helm values), written into KServe's shipped
+    ConfigMap: only the data keys they touch, each complete, as the chart would render them."""
+    shipped_data = as_mapping(shipped.get("data"))
+    data: dict[str, Any] = {}
+    for attribute, (key, name) in CONFIGMAP_FIELDS.items():
+        value = getattr(config, attribute)
+        if value is None:
+            continue
+        if key not in data:
+            data[key] = json.loads(shipped_data.get(key) or "{}")
+        data[key][name] = value
+    meta = as_mapping(shipped.get("metadata"))
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": meta.get("name", CONFIGMAP_NAME), "namespace": meta.get("namespace")},
+        "data": {key: json.dumps(document, indent=2) for key, document in data.items()},
+    }
 
 
 def _from_helm_values(resource: Resource) -> KServeConfig:

@@ -22,8 +22,9 @@ import yaml
 
 from .. import versions
 from ..kube import RUN_LABEL, Kube, Ref
-from ..manifests import Resource, load_manifests
+from ..manifests import HELM_VALUES_KIND, Resource, load_manifests
 from ..options import Settings
+from ..platform_config import CONFIGMAP_NAME, configmap_for, read_config
 from ..upstream import gateway_api_files
 from .providers import Cluster, ProviderError
 
@@ -175,7 +176,22 @@ class Installer:
                     "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
                     "metadata": {"name": class_name}, "spec": {"controllerName": gateway_controller},
                 })
-        self.apply_all([dict(r.body) for r in resources if r.kind != "HelmValues"], "the platform manifests")
+        self.apply_all([self.platform_body(r) for r in resources], "the platform manifests")
+
+    def platform_body(self, resource: Resource) -> dict[str, Any]:
+        """The object to apply; Helm values become KServe's ConfigMap with the settings the suite
+        reads from them written in (helm itself renders the rest of the chart)."""
+        if resource.kind != HELM_VALUES_KIND:
+            return dict(resource.body)
+        ref = Ref("v1", "ConfigMap", CONFIGMAP_NAME, self.settings.kserve_namespace)
+        shipped = self.kube.get(ref)
+        if shipped is None:
+            raise ProviderError(
+                f"{resource.where}: KServe is configured with Helm values, but {ref} is not in the cluster "
+                "to write their settings into: install KServe first (or pass --install-platform)"
+            )
+        self.log(f"{resource.where}: Helm values; writing the KServe settings the suite reads from them into {ref}")
+        return configmap_for(read_config(resource), shipped)
 
     def verify_platform(self) -> None:
         """An existing cluster the suite may not install into: report everything that is missing."""

@@ -28,7 +28,8 @@ from cryptography.x509.oid import NameOID
 
 from ..cluster.installer import crd_documents, yaml_documents
 from ..kube import Kube
-from ..manifests import Resource
+from ..manifests import HELM_VALUES_KIND, Resource
+from ..platform_config import configmap_for, read_config
 from ..upstream import kserve_files
 from . import processes
 
@@ -73,7 +74,11 @@ def shipped_configmap(version: str, namespace: str) -> dict[str, Any]:
     return document
 
 
-def platform_configmap(resource: Resource, namespace: str) -> dict[str, Any]:
+def platform_configmap(resource: Resource, version: str, namespace: str) -> dict[str, Any]:
+    """The platform's ConfigMap in `namespace`. From Helm values: the settings the suite reads
+    from them, written into the release's ConfigMap (helm itself renders the chart on clusters)."""
+    if resource.kind == HELM_VALUES_KIND:
+        return configmap_for(read_config(resource), shipped_configmap(version, namespace))
     body = dict(resource.body)
     body["metadata"] = {**dict(body["metadata"]), "namespace": namespace}
     return body
@@ -187,5 +192,5 @@ def install(kube: Kube, version: str, namespace: str, platform_config: Resource 
     kube.wait_crds_established(documents, crd_timeout)
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, manager=RELEASE_MANAGER)
     kube.apply(shipped_configmap(version, namespace), manager=RELEASE_MANAGER)
-    if platform_config is not None and platform_config.kind == "ConfigMap":
-        kube.apply(platform_configmap(platform_config, namespace))
+    if platform_config is not None:
+        kube.apply(platform_configmap(platform_config, version, namespace))
