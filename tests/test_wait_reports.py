@@ -44,9 +44,10 @@ def test_a_pending_pod_says_it_is_not_scheduled():
 
 
 def test_the_agent_reports_the_engine_failure_without_the_command_line():
+    what = "vLLM server exited with code 1 before /health answered"
     exc = ServerStartError(
-        "vLLM server exited with code 1 before /health answered; command: ['python', '-m', 'x', '--api-key=s3cret']; "
-        "log: /tmp/x.log\n--- last 60 lines ---\n..."
+        f"{what}; command: ['python', '-m', 'x', '--api-key=s3cret']; log: /tmp/x.log\n--- last 60 lines ---\n...",
+        summary=what,
     )
     reason = failure_reason(exc, "INFO starting\n\nValueError: max_model_len 4096 exceeds the model's 2048\n\n")
     assert reason == (

@@ -165,10 +165,10 @@ class Deployer:
     def ready_isvc(self, name: str, timeout: float) -> dict[str, Any]:
         ref = Ref(ISVC_API, "InferenceService", name, self.namespace)
 
-        def explain(exc: WaitTimeout) -> str:
+        def explain(exc: WaitTimeout, last: dict[str, Any] | None) -> str:
             return (
                 f"InferenceService {self.namespace}/{name} was not Ready within {timeout:.0f}s: "
-                f"{describe_conditions(self.kube.get(ref))}"
+                f"{describe_conditions(last)}"
                 f"{self.pods_report(f'serving.kserve.io/inferenceservice={name}')}"
             )
 
@@ -177,8 +177,8 @@ class Deployer:
     def available_deployment(self, name: str, timeout: float) -> dict[str, Any]:
         ref = Ref("apps/v1", "Deployment", name, self.namespace)
 
-        def explain(exc: WaitTimeout) -> str:
-            labels = as_mapping(as_mapping(as_mapping(self.kube.get(ref)).get("spec")).get("selector")).get("matchLabels")
+        def explain(exc: WaitTimeout, last: dict[str, Any] | None) -> str:
+            labels = as_mapping(as_mapping(as_mapping(last).get("spec")).get("selector")).get("matchLabels")
             selector = ",".join(f"{k}={v}" for k, v in as_mapping(labels).items())
             return f"{exc}{self.pods_report(selector) if selector else ''}"
 
@@ -186,20 +186,22 @@ class Deployer:
 
     def _wait(
         self, ref: Ref, done: Callable[[dict[str, Any] | None], bool], timeout: float, what: str,
-        explain: Callable[[WaitTimeout], str],
+        explain: Callable[[WaitTimeout, dict[str, Any] | None], str],
     ) -> dict[str, Any]:
         """Wait for `done`; a wait that already timed out on the same, unchanged object fails at
         once with the same explanation, so tests sharing a broken workload do not each wait."""
-        current = self.kube.get(ref)
         earlier = self.timed_out.get(str(ref))
-        if earlier is not None and not done(current) and earlier[0] == identity(current):
-            raise WaitTimeout(f"{earlier[1]}\n(unchanged since that wait timed out earlier in this run; not waited on again)")
+        if earlier is not None:
+            current = self.kube.get(ref)
+            if not done(current) and earlier[0] == identity(current):
+                raise WaitTimeout(f"{earlier[1]}\n(unchanged since that wait timed out earlier in this run; not waited on again)")
         self.progress(f"waiting for {ref.kind} {ref.namespace}/{ref.name} to be {what} (up to {timeout:.0f}s)")
         try:
             return self.kube.wait_for(ref, done, timeout, what)
         except WaitTimeout as exc:
-            message = explain(exc)
-            self.timed_out[str(ref)] = (identity(self.kube.get(ref)), message)
+            last = self.kube.get(ref)
+            message = explain(exc, last)
+            self.timed_out[str(ref)] = (identity(last), message)
             raise WaitTimeout(message) from None
 
     def pods_report(self, selector: str) -> str:

@@ -64,7 +64,12 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class ServerStartError(RuntimeError):
-    """The server died or did not answer /health in time; the message carries its log tail."""
+    """The server died or did not answer /health in time; the message carries its log tail,
+    `summary` only what happened (no command line, no log)."""
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 # Addresses that are local to this machine only: loopback, and the benchmarking range the testbed
@@ -306,15 +311,18 @@ class VllmServer:
         while True:
             code = self.process.poll()
             if code is not None:
-                raise ServerStartError(self._failure(f"vLLM server exited with code {code} before /health answered"))
+                raise self._failure(f"vLLM server exited with code {code} before /health answered")
             if self._health_ok():
                 return
             if time.monotonic() >= deadline:
-                raise ServerStartError(self._failure(f"vLLM server gave no /health 200 within {self.startup_timeout:.0f} s"))
+                raise self._failure(f"vLLM server gave no /health 200 within {self.startup_timeout:.0f} s")
             time.sleep(POLL_INTERVAL)
 
-    def _failure(self, what: str) -> str:
-        return f"{what}; command: {self.command}; log: {self.log_path}\n--- last {LOG_TAIL_LINES} lines ---\n{self.log_tail()}"
+    def _failure(self, what: str) -> ServerStartError:
+        return ServerStartError(
+            f"{what}; command: {self.command}; log: {self.log_path}\n--- last {LOG_TAIL_LINES} lines ---\n{self.log_tail()}",
+            summary=what,
+        )
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:

@@ -45,7 +45,7 @@ STATUS_REFRESH_S = 60
 
 def failure_reason(exc: Exception, log_tail: str) -> str:
     """One line for the pod's Ready condition: what went wrong and the server's last log line."""
-    what = str(exc).split("; command:", 1)[0].strip()
+    what = getattr(exc, "summary", None) or str(exc)
     last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
     return f"{what}; last log line: {last[-300:]}" if last else what
 
