@@ -23,8 +23,8 @@ import yaml
 
 from serving_conformance.cluster.deploy import is_true
 from serving_conformance.cluster.session import new_run
-from serving_conformance.kube import Kube, Ref
-from serving_conformance.progress import progress
+from serving_conformance.cluster.kube import Kube, Ref
+from serving_conformance.base.progress import progress
 from serving_conformance.testbed.provider import LocalProvider
 
 REPO = Path(__file__).resolve().parent.parent

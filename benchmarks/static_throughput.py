@@ -25,11 +25,11 @@ _MEASURE = """
 import json, resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
-from serving_conformance.manifests import load_manifests
-from serving_conformance.platform_config import find_config
-from serving_conformance.static.findings import Expectations, RuleContext, CannotCheck
-from serving_conformance.static.rules import ALL_RULES
-from serving_conformance.static.schema import SCHEMA_VALID
+from serving_conformance.manifests.load import load_manifests
+from serving_conformance.manifests.platform_config import find_config
+from serving_conformance.rules.findings import Expectations, RuleContext, CannotCheck
+from serving_conformance.rules.rules import ALL_RULES
+from serving_conformance.rules.schema import SCHEMA_VALID
 imported = time.perf_counter()
 manifests = load_manifests(Path(sys.argv[1]))
 loaded = time.perf_counter()

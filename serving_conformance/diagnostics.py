@@ -15,7 +15,7 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
-from .kube import Kube, KubeError
+from serving_conformance.cluster.kube import Kube, KubeError
 
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)

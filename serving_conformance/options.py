@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from . import versions
-from .static.findings import Expectations
-from .timeouts import Timeouts, from_environment_and
+from serving_conformance.base import versions
+from serving_conformance.rules.findings import Expectations
+from serving_conformance.base.timeouts import Timeouts, from_environment_and
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MANIFESTS = PROJECT_ROOT / "manifests"
@@ -166,7 +166,7 @@ def settings_from(config: pytest.Config) -> Settings:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
     profiles = tuple(p.upper() for p in option.require_profile)
-    from .report import PROFILES
+    from serving_conformance.report import PROFILES
 
     unknown = [p for p in profiles if p not in PROFILES]
     if unknown:

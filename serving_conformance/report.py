@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from . import __version__
-from .options import Settings
+from serving_conformance import __version__
+from serving_conformance.options import Settings
 
 PROFILES = ("STATIC", "ENGINE", "SERVING-CPU", "SERVING-GPU")
 MARKER_PROFILES = {"static": "STATIC", "engine": "ENGINE", "gpu": "SERVING-GPU", "cpu": "SERVING-CPU"}

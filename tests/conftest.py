@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from serving_conformance.cache import cache_root
+from serving_conformance.base.cache import cache_root
 
 pytest_plugins = ["pytester"]
 
@@ -22,10 +22,10 @@ def base_settings(**changes):
     """Settings as the plugin builds them from default options, with `changes` applied."""
     from dataclasses import replace
 
-    from serving_conformance import versions
+    from serving_conformance.base import versions
     from serving_conformance.options import DEFAULT_MANIFESTS, Settings
-    from serving_conformance.static.findings import Expectations
-    from serving_conformance.timeouts import Timeouts
+    from serving_conformance.rules.findings import Expectations
+    from serving_conformance.base.timeouts import Timeouts
 
     settings = Settings(
         manifests_dir=DEFAULT_MANIFESTS,

@@ -3,8 +3,8 @@
 import textwrap
 from pathlib import Path
 
-from serving_conformance.manifests import HELM_VALUES_KIND, load_manifests
-from serving_conformance.platform_config import find_config
+from serving_conformance.manifests.load import HELM_VALUES_KIND, load_manifests
+from serving_conformance.manifests.platform_config import find_config
 
 DEPLOYMENT = """\
 apiVersion: apps/v1

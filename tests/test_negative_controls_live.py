@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serving_conformance.faults import load_fault, materialize
+from serving_conformance.manifests.faults import load_fault, materialize
 
 REPO = Path(__file__).resolve().parent.parent
 FAULTS = REPO / "fixtures" / "faults"

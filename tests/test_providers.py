@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving_conformance import versions
+from serving_conformance.base import versions
 from serving_conformance.cluster.providers import (
     KIND_CONFIG,
     ExistingProvider,

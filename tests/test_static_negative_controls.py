@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from serving_conformance.faults import load_faults, materialize
-from serving_conformance.static.rules import ALL_RULES
-from serving_conformance.static.schema import SCHEMA_VALID
+from serving_conformance.manifests.faults import load_faults, materialize
+from serving_conformance.rules.rules import ALL_RULES
+from serving_conformance.rules.schema import SCHEMA_VALID
 
 REPO = Path(__file__).resolve().parent.parent
 STATIC = REPO / "conformance" / "static"

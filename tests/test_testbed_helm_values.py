@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from serving_conformance import versions
-from serving_conformance.manifests import Resource, load_manifests
-from serving_conformance.platform_config import configmap_for, find_config, read_config
+from serving_conformance.base import versions
+from serving_conformance.manifests.load import Resource, load_manifests
+from serving_conformance.manifests.platform_config import configmap_for, find_config, read_config
 from serving_conformance.testbed.kserve import shipped_configmap
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from serving_conformance.cluster.deploy import Deployer, describe_pod
-from serving_conformance.kube import WaitTimeout
+from serving_conformance.cluster.kube import WaitTimeout
 from serving_conformance.engine.server import ServerStartError
 from serving_conformance.testbed.agent import failure_reason
 

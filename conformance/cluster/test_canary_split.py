@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 
 from serving_conformance.cluster.installer import deployment_available
-from serving_conformance.kube import Ref
+from serving_conformance.cluster.kube import Ref
 from serving_conformance.openai_api import Endpoint, chat
-from serving_conformance.workloads import CANARIES, KSERVE_CONTAINER, split_backends, workloads_of
+from serving_conformance.manifests.workloads import CANARIES, KSERVE_CONTAINER, split_backends, workloads_of
 
 pytestmark = [
     pytest.mark.behaviour("canary-split", title="a canary split sends each revision its declared share of requests"),

@@ -7,7 +7,7 @@ The version is parsed from the fingerprint. On the local testbed the pods run th
 import pytest
 
 from serving_conformance.openai_api import assert_engine_version, chat
-from serving_conformance.workloads import KSERVE_VLLM_PREDICTORS, served_name_of
+from serving_conformance.manifests.workloads import KSERVE_VLLM_PREDICTORS, served_name_of
 
 pytestmark = [
     pytest.mark.behaviour("engine-version", title="a chat completion answers 200 naming the expected vLLM version"),

@@ -10,9 +10,9 @@ import copy
 
 import pytest
 
-from serving_conformance.kube import Ref, WaitTimeout
-from serving_conformance.quantity import parse_quantity
-from serving_conformance.workloads import KSERVE_CONTAINER, LIMITED_PREDICTORS
+from serving_conformance.cluster.kube import Ref, WaitTimeout
+from serving_conformance.base.quantity import parse_quantity
+from serving_conformance.manifests.workloads import KSERVE_CONTAINER, LIMITED_PREDICTORS
 
 pytestmark = [
     pytest.mark.behaviour("cpu-limit-override", title="the predictor Deployment carries the manifest's limits, not KServe's default"),

@@ -7,7 +7,7 @@ controller accepted KServe's HTTPRoutes); status.deploymentMode reads Standard.
 import pytest
 
 from serving_conformance.cluster.deploy import describe_conditions, is_true
-from serving_conformance.workloads import KSERVE_PREDICTORS
+from serving_conformance.manifests.workloads import KSERVE_PREDICTORS
 
 pytestmark = [
     pytest.mark.behaviour("isvc-ready", title="the InferenceService is Ready in Standard mode at its templated URL"),

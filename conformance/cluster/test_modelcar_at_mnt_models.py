@@ -11,10 +11,10 @@ import copy
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from serving_conformance.kube import Ref
+from serving_conformance.cluster.kube import Ref
 from serving_conformance.openai_api import assert_serves_model
-from serving_conformance.static.rules import OCI_DIGEST_URI
-from serving_conformance.workloads import KSERVE_CONTAINER, MODELCAR_PREDICTORS
+from serving_conformance.rules.rules import OCI_DIGEST_URI
+from serving_conformance.manifests.workloads import KSERVE_CONTAINER, MODELCAR_PREDICTORS
 
 pytestmark = [
     pytest.mark.behaviour("modelcar", title="the OCI modelcar is injected into the Pod and read at /mnt/models"),

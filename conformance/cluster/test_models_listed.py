@@ -7,7 +7,7 @@ InferenceService's status.url (KServe's domain template), as the platform's smok
 import pytest
 
 from serving_conformance.openai_api import assert_serves_model
-from serving_conformance.workloads import KSERVE_VLLM_PREDICTORS
+from serving_conformance.manifests.workloads import KSERVE_VLLM_PREDICTORS
 
 pytestmark = [
     pytest.mark.behaviour("served-model-name", title="GET /v1/models lists the served model name"),

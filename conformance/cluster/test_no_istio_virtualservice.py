@@ -9,8 +9,8 @@ at one poll. The HTTPRoute must exist, point at the configured gateway, and be a
 import pytest
 
 from serving_conformance.cluster.deploy import describe_conditions
-from serving_conformance.kube import Ref, WaitTimeout
-from serving_conformance.workloads import KSERVE_PREDICTORS
+from serving_conformance.cluster.kube import Ref, WaitTimeout
+from serving_conformance.manifests.workloads import KSERVE_PREDICTORS
 
 pytestmark = [
     pytest.mark.behaviour("no-istio-virtualservice", title="no VirtualService is created or looked for; the HTTPRoute is accepted by the gateway"),

@@ -8,7 +8,7 @@ the key or with a wrong one, and 200 with it.
 import pytest
 
 from serving_conformance.openai_api import assert_api_key_enforced, assert_engine_version, assert_serves_model, chat
-from serving_conformance.workloads import API_KEY_WORKLOADS, RAW_VLLM, as_list, as_mapping, served_name_of
+from serving_conformance.manifests.workloads import API_KEY_WORKLOADS, RAW_VLLM, as_list, as_mapping, served_name_of
 
 pytestmark = [pytest.mark.usefixtures("needs_traffic")]
 

@@ -3,7 +3,7 @@
 import pytest
 
 from serving_conformance.openai_api import Endpoint, assert_api_key_enforced
-from serving_conformance.workloads import API_KEY_WORKLOADS
+from serving_conformance.manifests.workloads import API_KEY_WORKLOADS
 
 
 @pytest.mark.engine

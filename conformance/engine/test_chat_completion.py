@@ -14,7 +14,7 @@ from serving_conformance.openai_api import (
     parse_fingerprint,
     stream_fingerprints,
 )
-from serving_conformance.workloads import VLLM_WORKLOADS, served_name_of
+from serving_conformance.manifests.workloads import VLLM_WORKLOADS, served_name_of
 
 pytestmark = [pytest.mark.engine, pytest.mark.workloads(VLLM_WORKLOADS)]
 

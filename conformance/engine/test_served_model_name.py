@@ -3,7 +3,7 @@
 import pytest
 
 from serving_conformance.openai_api import Endpoint, assert_serves_model
-from serving_conformance.workloads import VLLM_WORKLOADS
+from serving_conformance.manifests.workloads import VLLM_WORKLOADS
 
 
 @pytest.mark.engine

@@ -5,7 +5,7 @@ Option names are compared exactly: argparse would accept `--served-model-nam` as
 
 import pytest
 
-from serving_conformance.workloads import VLLM_WORKLOADS
+from serving_conformance.manifests.workloads import VLLM_WORKLOADS
 
 
 @pytest.mark.engine

@@ -6,8 +6,8 @@ predictor Services is the split that works.
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import CANARY
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import CANARY
 
 
 @pytest.mark.static

@@ -6,8 +6,8 @@ modelcar to the container named kserve-container, and rejects `model` combined w
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import CUSTOM_CONTAINER
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import CUSTOM_CONTAINER
 
 
 @pytest.mark.static

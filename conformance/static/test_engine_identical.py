@@ -6,8 +6,8 @@ the model name are the same on both paths.
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import ENGINE_IDENTICAL
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import ENGINE_IDENTICAL
 
 
 @pytest.mark.static

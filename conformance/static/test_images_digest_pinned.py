@@ -2,8 +2,8 @@
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import IMAGES_PINNED
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import IMAGES_PINNED
 
 
 @pytest.mark.static

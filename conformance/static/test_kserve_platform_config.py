@@ -2,8 +2,8 @@
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import PLATFORM_CONFIG
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import PLATFORM_CONFIG
 
 
 @pytest.mark.static

@@ -7,8 +7,8 @@ and runs with USER and HOME set because the injected uid has no passwd entry.
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import MODELCAR
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import MODELCAR
 
 
 @pytest.mark.static

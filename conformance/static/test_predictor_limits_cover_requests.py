@@ -7,8 +7,8 @@ predictor Deployment and the InferenceService is never Ready.
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import LIMITS_COVER_REQUESTS
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import LIMITS_COVER_REQUESTS
 
 
 @pytest.mark.static

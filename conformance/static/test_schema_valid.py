@@ -7,8 +7,8 @@ machine, the test is skipped with the reason and the report says partial.
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.schema import SCHEMA_VALID
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.schema import SCHEMA_VALID
 
 
 @pytest.mark.static

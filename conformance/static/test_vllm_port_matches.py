@@ -5,8 +5,8 @@ Without a declared containerPort KServe points the predictor Service and probes 
 
 import pytest
 
-from serving_conformance.static.check import assert_rule_holds
-from serving_conformance.static.rules import VLLM_PORT
+from serving_conformance.checks.static import assert_rule_holds
+from serving_conformance.rules.rules import VLLM_PORT
 
 
 @pytest.mark.static

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from .. import versions
-from ..options import PROJECT_ROOT, Settings
+from serving_conformance.base import versions
+from serving_conformance.options import PROJECT_ROOT, Settings
 
 KIND_CONFIG = PROJECT_ROOT / "fixtures" / "kind" / "cluster.yaml"
 
@@ -217,7 +217,7 @@ def choose_provider(settings: Settings, run_dir: Path, log: Callable[[str], None
     if choice == "existing":
         return ExistingProvider(settings, run_dir)
     if choice == "local":
-        from ..testbed.provider import LocalProvider
+        from serving_conformance.testbed.provider import LocalProvider
 
         return LocalProvider(settings, run_dir, log)
     raise ProviderError("--cluster none: cluster tests cannot run")

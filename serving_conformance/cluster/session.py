@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ..options import Settings
-from .providers import Cluster, ProviderError, choose_provider
+from serving_conformance.options import Settings
+from serving_conformance.cluster.providers import Cluster, ProviderError, choose_provider
 
 RUN_DIR_KEY = "sc_run_dir"
 RUN_DIR_PREFIX = "serving-conformance-"
@@ -87,7 +87,7 @@ class ClusterSession:
                 cluster = provider.start()
                 # Recorded before installing, so teardown removes it even if the install fails.
                 self.record.write_text(cluster.to_json())
-                from .installer import Installer
+                from serving_conformance.cluster.installer import Installer
 
                 Installer(self.settings, cluster, self.run_dir, self.log).install()
             except BaseException as exc:
@@ -113,7 +113,7 @@ class ClusterSession:
         if not self.record.exists():
             return
         cluster = Cluster.from_json(self.record.read_text())
-        from .installer import Installer
+        from serving_conformance.cluster.installer import Installer
 
         try:
             Installer(self.settings, cluster, self.run_dir, self.log).remove_run_objects(self.run_id)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving_conformance.cache import cache_dir
-from serving_conformance.versions import VLLM_CPU_LOCAL
+from serving_conformance.base.cache import cache_dir
+from serving_conformance.base.versions import VLLM_CPU_LOCAL
 
 STAMP_NAME = ".serving-conformance-ready"
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio", "torchcodec")

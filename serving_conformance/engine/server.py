@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from serving_conformance.cache import cache_dir
+from serving_conformance.base.cache import cache_dir
 
 ENTRYPOINT = "vllm.entrypoints.openai.api_server"
 VLLM_DEFAULT_PORT = 8000

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving_conformance.cache import cache_dir
+from serving_conformance.base.cache import cache_dir
 
 _BUILDER = Path(__file__).with_name("_build_tiny_model.py")
 READY_FILE = "tiny-model-params.json"  # written last by the builder

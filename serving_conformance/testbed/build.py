@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving_conformance import versions
-from serving_conformance.cache import cache_dir
-from serving_conformance.progress import progress
+from serving_conformance.base import versions
+from serving_conformance.base.cache import cache_dir
+from serving_conformance.base.progress import progress
 
 Log = Callable[[str], None]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from . import processes
-from .build import TestbedBinaries
+from serving_conformance.testbed import processes
+from serving_conformance.testbed.build import TestbedBinaries
 
 KWOK_API = "config.kwok.x-k8s.io/v1alpha1"
 # No node carries this annotation, so kwok manages no node and no pod.

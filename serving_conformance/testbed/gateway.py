@@ -52,7 +52,7 @@ from typing import Any
 
 import yaml
 
-from serving_conformance import versions
+from serving_conformance.base import versions
 from serving_conformance.testbed import processes
 from serving_conformance.testbed.build import STAMP, _is_done, _locked, _publish, _tail, bin_root
 from serving_conformance.testbed.build import _run as run_step

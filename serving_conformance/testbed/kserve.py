@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..cluster.installer import crd_documents, yaml_documents
-from ..kube import Kube
-from ..manifests import HELM_VALUES_KIND, Resource
-from ..platform_config import configmap_for, read_config
-from ..upstream import kserve_files
-from . import processes
+from serving_conformance.cluster.installer import crd_documents, yaml_documents
+from serving_conformance.cluster.kube import Kube
+from serving_conformance.manifests.load import HELM_VALUES_KIND, Resource
+from serving_conformance.manifests.platform_config import configmap_for, read_config
+from serving_conformance.base.upstream import kserve_files
+from serving_conformance.testbed import processes
 
 RELEASE_MANAGER = "kserve-release"  # field manager of the shipped objects; the platform's own differs
 WEBHOOK_HOST = "127.0.0.1"

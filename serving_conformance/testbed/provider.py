@@ -22,16 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import versions
-from ..cache import cache_dir
-from ..cluster.installer import crd_documents
-from ..cluster.providers import Cluster, ProviderError
-from ..kube import Kube
-from ..manifests import load_manifests
-from ..options import Settings
-from ..platform_config import CONFIGMAP_NAME, is_kserve_config
-from ..upstream import gateway_api_files, istio_crd_files
-from . import controlplane, kserve, network, processes
+from serving_conformance.base import versions
+from serving_conformance.base.cache import cache_dir
+from serving_conformance.cluster.installer import crd_documents
+from serving_conformance.cluster.providers import Cluster, ProviderError
+from serving_conformance.cluster.kube import Kube
+from serving_conformance.manifests.load import load_manifests
+from serving_conformance.options import Settings
+from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, is_kserve_config
+from serving_conformance.base.upstream import gateway_api_files, istio_crd_files
+from serving_conformance.testbed import controlplane, kserve, network, processes
 
 AGENT = "node-agent"
 SIMULATED_LABEL = "serving-conformance.dev/simulated"
@@ -95,7 +95,7 @@ class LocalProvider:
         self.log = log
 
     def _binaries(self):
-        from .build import ensure_binaries
+        from serving_conformance.testbed.build import ensure_binaries
 
         self.log("testbed binaries: building what is not cached (a cold build takes about 25 minutes)")
         return ensure_binaries()
@@ -185,7 +185,7 @@ class LocalProvider:
         self.start_gateway(kube, manifests, cluster)
 
     def start_gateway(self, kube: Kube, manifests, cluster: Cluster) -> None:
-        from . import gateway
+        from serving_conformance.testbed import gateway
 
         started = gateway.start_gateway(cluster.kubeconfig, self.run_dir)
         for class_name in sorted({r.spec.get("gatewayClassName") for r in manifests.of_kind("Gateway")} - {None}):
@@ -196,7 +196,7 @@ class LocalProvider:
     def sweep_stale(self) -> None:
         """Testbeds of earlier runs killed outright: with the machine lock held, none of them is
         live, so stop whatever they left running (by recorded PID) and remove their directories."""
-        from ..cluster.session import RUN_DIR_PREFIX, run_dirs_root
+        from serving_conformance.cluster.session import RUN_DIR_PREFIX, run_dirs_root
 
         for stale in sorted(run_dirs_root().glob(f"{RUN_DIR_PREFIX}*")):
             if stale.resolve() == self.run_dir.resolve() or not is_testbed_run_dir(stale):
@@ -209,8 +209,8 @@ class LocalProvider:
             shutil.rmtree(stale, ignore_errors=True)
 
     def stop(self, cluster: Cluster | None) -> None:
-        from . import gateway
-        from .build import ensure_binaries
+        from serving_conformance.testbed import gateway
+        from serving_conformance.testbed.build import ensure_binaries
 
         gateway.stop_gateway(self.run_dir)
         stopped = processes.stop_all(self.run_dir, [kserve.NAME, AGENT])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from ..manifests import Resource
-from ..platform_config import STANDARD_MODES, is_kserve_config, read_config
-from ..quantity import QuantityError, parse_quantity
-from ..workloads import (
+from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.platform_config import STANDARD_MODES, is_kserve_config, read_config
+from serving_conformance.base.quantity import QuantityError, parse_quantity
+from serving_conformance.manifests.workloads import (
     GPU_RESOURCE,
     KSERVE_CONTAINER,
     KSERVE_DEFAULT_PORT,
@@ -20,7 +20,7 @@ from ..workloads import (
     as_mapping,
     workloads_of,
 )
-from .findings import Finding, Rule, RuleContext
+from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
 # inferenceservice-config `inferenceService.resource` as shipped by KServe v0.19.
 KSERVE_DEFAULT_LIMITS = {"cpu": "1", "memory": "2Gi"}

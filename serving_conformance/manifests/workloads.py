@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .manifests import ManifestSet, Resource
+from serving_conformance.manifests.load import ManifestSet, Resource
 
 KSERVE_CONTAINER = "kserve-container"
 KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .manifests import HELM_VALUES_KIND, ManifestSet, Resource
-from .workloads import as_mapping
+from serving_conformance.manifests.load import HELM_VALUES_KIND, ManifestSet, Resource
+from serving_conformance.manifests.workloads import as_mapping
 
 CONFIGMAP_NAME = "inferenceservice-config"
 STANDARD_MODES = ("Standard", "RawDeployment")  # the defaulter rewrites the legacy name

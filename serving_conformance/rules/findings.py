@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..manifests import ManifestSet, Resource
+from serving_conformance.manifests.load import ManifestSet, Resource
 
 if TYPE_CHECKING:
-    from ..platform_config import KServeConfig
+    from serving_conformance.manifests.platform_config import KServeConfig
 
 
 @dataclass(frozen=True)

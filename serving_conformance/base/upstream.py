@@ -16,7 +16,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .cache import cache_dir
+from serving_conformance.base.cache import cache_dir
 
 KSERVE_MODULE = "github.com/kserve/kserve"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"

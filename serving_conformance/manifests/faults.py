@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .manifests import Resource, load_manifests, parse_documents
+from serving_conformance.manifests.load import Resource, load_manifests, parse_documents
 
 
 class FaultError(ValueError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..manifests import Resource
-from .findings import CannotCheck, Rule, RuleContext
+from serving_conformance.manifests.load import Resource
+from serving_conformance.rules.findings import CannotCheck, Rule, RuleContext
 
 
 def assert_rule_holds(rule: Rule, resource: Resource, context: RuleContext) -> None:
