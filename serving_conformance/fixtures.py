@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance.base.progress import progress
 from serving_conformance.manifests.load import ManifestSet
 from serving_conformance.options import Settings
-from serving_conformance.base.progress import progress
 from serving_conformance.rules.findings import RuleContext
 
 

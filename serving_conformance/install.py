@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 from serving_conformance.base import versions
-from serving_conformance.cluster.providers import docker_engine_available
 from serving_conformance.base.progress import progress
+from serving_conformance.cluster.providers import docker_engine_available
 
 
 def _step(name: str, action: Callable[[], object]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from serving_conformance.base import versions
-from serving_conformance.rules.findings import Expectations
 from serving_conformance.base.timeouts import Timeouts, from_environment_and
+from serving_conformance.rules.findings import Expectations
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MANIFESTS = PROJECT_ROOT / "manifests"

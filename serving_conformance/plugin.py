@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance.base.progress import progress
 from serving_conformance.cluster.session import (
     CLUSTER_RESOURCES,
     DEPLOYER,
@@ -24,12 +25,11 @@ from serving_conformance.cluster.session import (
 )
 from serving_conformance.diagnostics import collect_for_item as collect_diagnostics
 from serving_conformance.manifests.load import ManifestSet, load_manifests
-from serving_conformance.options import MARKERS, Settings, add_options, settings_from
 from serving_conformance.manifests.platform_config import find_config
-from serving_conformance.base.progress import progress
+from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
+from serving_conformance.options import MARKERS, Settings, add_options, settings_from
 from serving_conformance.report import ConformanceReport, tag_item
 from serving_conformance.rules.findings import RuleContext
-from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
 
 SETTINGS = pytest.StashKey[Settings]()
 MANIFESTS = pytest.StashKey[ManifestSet]()

@@ -23,9 +23,9 @@ def base_settings(**changes):
     from dataclasses import replace
 
     from serving_conformance.base import versions
+    from serving_conformance.base.timeouts import Timeouts
     from serving_conformance.options import DEFAULT_MANIFESTS, Settings
     from serving_conformance.rules.findings import Expectations
-    from serving_conformance.base.timeouts import Timeouts
 
     settings = Settings(
         manifests_dir=DEFAULT_MANIFESTS,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from serving_conformance.cluster.fixtures import ENVOY_OWNER_NAME, ENVOY_OWNER_NAMESPACE, Endpoints, gateway_diagnosis
-from serving_conformance.cluster.providers import Cluster
 from serving_conformance.cluster.kube import WaitTimeout
+from serving_conformance.cluster.providers import Cluster
 
 from .conftest import base_settings
 

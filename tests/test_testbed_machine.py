@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance.base import proc
 from serving_conformance.cluster.providers import ProviderError
-from serving_conformance.testbed import processes
 from serving_conformance.testbed.provider import LocalProvider, claim_machine, release_machine
 
 from .conftest import base_settings
@@ -60,7 +60,7 @@ def test_a_run_killed_outright_is_stopped_and_removed_by_the_next(private_machin
     stale = private_machine / "serving-conformance-dead0001"
     (stale / "logs").mkdir(parents=True)
     # A process such a run leaves running: recorded by PID like the testbed's own processes.
-    leftover = processes.spawn("kserve-manager", [sys.executable, "-c", "import time; time.sleep(120)"], stale)
+    leftover = proc.spawn("kserve-manager", [sys.executable, "-c", "import time; time.sleep(120)"], stale)
     unrelated = private_machine / "serving-conformance-kind0002"  # a run without a testbed
     unrelated.mkdir()
     ours = private_machine / "serving-conformance-live0003"

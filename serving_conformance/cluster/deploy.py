@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving_conformance.cluster.installer import deployment_available, is_platform
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
 from serving_conformance.manifests.load import ManifestSet, Resource
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
-from serving_conformance.cluster.installer import deployment_available, is_platform
 
 ISVC_API = "serving.kserve.io/v1beta1"
 

@@ -11,17 +11,17 @@ from dataclasses import dataclass, field
 import pytest
 
 from serving_conformance.base import versions
-from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
-from serving_conformance.manifests.load import ManifestSet
-from serving_conformance.openai_api import Endpoint, wait_until_routed
-from serving_conformance.options import Settings
-from serving_conformance.manifests.platform_config import KServeConfig, find_config
 from serving_conformance.base.progress import progress
-from serving_conformance.report import observe as report_observe
-from serving_conformance.manifests.workloads import GPU_RESOURCE, as_mapping
 from serving_conformance.cluster.deploy import Deployer
+from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
 from serving_conformance.cluster.providers import Cluster, ProviderError
 from serving_conformance.cluster.session import CLUSTER_RESOURCES, DEPLOYER, RUN, ClusterSession, worker_id  # noqa: E402
+from serving_conformance.manifests.load import ManifestSet
+from serving_conformance.manifests.platform_config import KServeConfig, find_config
+from serving_conformance.manifests.workloads import GPU_RESOURCE, as_mapping
+from serving_conformance.openai_api import Endpoint, wait_until_routed
+from serving_conformance.options import Settings
+from serving_conformance.report import observe as report_observe
 
 
 @pytest.fixture(scope="session")

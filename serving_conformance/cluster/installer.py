@@ -21,12 +21,12 @@ from typing import Any
 import yaml
 
 from serving_conformance.base import versions
-from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
-from serving_conformance.manifests.load import HELM_VALUES_KIND, Resource, load_manifests
-from serving_conformance.options import Settings
-from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, read_config
 from serving_conformance.base.upstream import gateway_api_files
+from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
 from serving_conformance.cluster.providers import Cluster, ProviderError
+from serving_conformance.manifests.load import HELM_VALUES_KIND, Resource, load_manifests
+from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, read_config
+from serving_conformance.options import Settings
 
 RELEASE_URLS = {
     "cert-manager": f"https://github.com/cert-manager/cert-manager/releases/download/v{versions.CERT_MANAGER}/cert-manager.yaml",

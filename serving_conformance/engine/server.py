@@ -4,7 +4,8 @@ The args are kept as the manifest has them, except: the model (`--model`, or a l
 positional) is the tiny local model, `--host` is the given loopback host, and `--port` is the
 given port when one is asked for. The server runs in its own process group so that stopping it
 (SIGTERM, then SIGKILL after a grace period) reaches the engine core and worker processes too;
-an atexit hook and a SIGTERM handler stop every server still running when the caller goes away.
+an atexit hook stops every server still running when the caller exits, and `stop_all` is there
+for the entry point's own signal handling (the library installs no signal handler).
 
 Servers started through a `Launcher` come up a few at a time on this machine (`start_slots`): on
 a few cores, vLLM start-ups running together only slow each other down, so that every one of them
@@ -20,11 +21,9 @@ from __future__ import annotations
 import atexit
 import ctypes
 import fcntl
-import ipaddress
 import os
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -33,9 +32,10 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, Self
+from types import TracebackType
+from typing import Self
 
+from serving_conformance.base import proc
 from serving_conformance.base.cache import cache_dir
 
 ENTRYPOINT = "vllm.entrypoints.openai.api_server"
@@ -72,27 +72,7 @@ class ServerStartError(RuntimeError):
         self.summary = summary or message
 
 
-# Addresses that are local to this machine only: loopback, and the benchmarking range the testbed
-# makes local for simulated pods (see serving_conformance.testbed.network).
-LOCAL_ONLY_RANGES = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
-
-
-def require_loopback(host: str) -> None:
-    """Refuse any bind address that is reachable from outside this machine."""
-    if host == "localhost":
-        return
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is None or not (address.is_loopback or any(address in net for net in LOCAL_ONLY_RANGES)):
-        raise ValueError(f"vLLM server host must be a loopback or testbed pod address, not {host!r}")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+free_port = proc.free_port
 
 
 def _split_option(token: str) -> tuple[str, str | None]:
@@ -148,20 +128,6 @@ def _set_pdeathsig() -> None:
     _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state ppid pgrp ...
-            pids.append(int(entry.name))
-    return pids
-
-
 def _rollup_kib(pid: int) -> dict[str, int]:
     try:
         lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
@@ -193,7 +159,7 @@ class VllmServer:
         die_with_parent: bool = True,
         command_prefix: Sequence[str] = (),
     ) -> None:
-        require_loopback(host)
+        proc.require_local_address(host, "the vLLM server's host")
         self.manifest_args = list(args)
         self.model_dir = model_dir
         self.python = python
@@ -270,7 +236,7 @@ class VllmServer:
                     preexec_fn=_set_pdeathsig if self.die_with_parent else None,  # noqa: PLW1509
                 )
             if self.stopped:  # stopped by a signal handler while the process was being created
-                _signal_group(self.process.pid, signal.SIGKILL)
+                proc.signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
                 raise ServerStartError(f"vLLM server stopped while it started; log: {self.log_path}")
             _register(self)
@@ -333,7 +299,7 @@ class VllmServer:
 
     def pids(self) -> list[int]:
         """Live processes of the server's group (API server, engine core, workers, ...)."""
-        return _group_pids(self.process.pid) if self.process is not None else []
+        return proc.group_pids(self.process.pid) if self.process is not None else []
 
     def memory_kib(self) -> dict[str, int]:
         """RSS and PSS summed over the process group (RSS counts shared pages once per process)."""
@@ -346,27 +312,27 @@ class VllmServer:
     def stop(self) -> float:
         """SIGTERM the group, SIGKILL what is left after the grace period; return seconds taken."""
         with self._state_lock:
-            proc = self.process
+            child = self.process
             if self.stopped:
                 return 0.0  # never signal a group id again once it is gone: it may be reused
             self.stopped = True  # also when still queued: it will not launch now
-            if proc is None:
+            if child is None:
                 return 0.0
             started = time.monotonic()
-            pgid = proc.pid
-            _signal_group(pgid, signal.SIGTERM)
-            if not self._wait_gone(proc, pgid, started + self.stop_grace):
-                _signal_group(pgid, signal.SIGKILL)
-                self._wait_gone(proc, pgid, time.monotonic() + 10)
+            pgid = child.pid
+            proc.signal_group(pgid, signal.SIGTERM)
+            if not self._wait_gone(child, pgid, started + self.stop_grace):
+                proc.signal_group(pgid, signal.SIGKILL)
+                self._wait_gone(child, pgid, time.monotonic() + 10)
             _unregister(self)
             return time.monotonic() - started
 
     @staticmethod
-    def _wait_gone(proc: subprocess.Popen[bytes], pgid: int, deadline: float) -> bool:
+    def _wait_gone(child: subprocess.Popen[bytes], pgid: int, deadline: float) -> bool:
         while time.monotonic() < deadline:
-            proc.poll()  # reap the leader so it does not linger as a zombie
+            child.poll()  # reap the leader so it does not linger as a zombie
             # Zombies (exited, not yet reaped by init) hold no ports or memory: count only live ones.
-            if proc.returncode is not None and not _group_pids(pgid):
+            if child.returncode is not None and not proc.group_pids(pgid):
                 return True
             time.sleep(0.05)
         return False
@@ -459,24 +425,19 @@ class Launcher:
             self._queue.put(None)
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-# Servers still running; stopped at exit or on SIGTERM so no engine outlives an interrupted run.
+# Servers still running; stopped at exit so no engine outlives the process that started it.
 _LIVE: dict[int, VllmServer] = {}
-_LOCK = threading.RLock()  # re-entered when SIGTERM lands while the main thread holds it
-_HOOKS_INSTALLED = False
-_PREVIOUS_SIGTERM: Any = signal.SIG_DFL
+_LOCK = threading.RLock()  # re-entered when a signal handler of the entry point stops servers
+_ATEXIT_REGISTERED = False
 
 
 def _register(server: VllmServer) -> None:
+    global _ATEXIT_REGISTERED
     with _LOCK:
         _LIVE[id(server)] = server
-        _install_hooks()
+        if not _ATEXIT_REGISTERED:
+            atexit.register(stop_all)
+            _ATEXIT_REGISTERED = True
 
 
 def _unregister(server: VllmServer) -> None:
@@ -485,30 +446,8 @@ def _unregister(server: VllmServer) -> None:
 
 
 def stop_all() -> None:
+    """Stop every server this process started that still runs (entry points call it on signals)."""
     with _LOCK:
         servers = list(_LIVE.values())
     for server in servers:
         server.stop()
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    stop_all()
-    previous = _PREVIOUS_SIGTERM
-    if callable(previous):
-        previous(signum, frame)
-        return
-    if previous == signal.SIG_IGN:
-        return
-    # Default action: die of SIGTERM, as the process would have without this handler.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _install_hooks() -> None:
-    global _HOOKS_INSTALLED, _PREVIOUS_SIGTERM
-    if _HOOKS_INSTALLED:
-        return
-    atexit.register(stop_all)
-    if threading.current_thread() is threading.main_thread():  # signal() works only there
-        _PREVIOUS_SIGTERM = signal.signal(signal.SIGTERM, _on_sigterm)
-    _HOOKS_INSTALLED = True

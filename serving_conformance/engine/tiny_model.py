@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from serving_conformance.base import proc
 from serving_conformance.base.cache import cache_dir
 
 _BUILDER = Path(__file__).with_name("_build_tiny_model.py")
@@ -67,13 +67,11 @@ def tiny_model_dir(params: dict[str, Any] = TINY_MODEL_PARAMS) -> Path:
 def _run_builder(python: Path, out: Path, params: dict[str, Any]) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    proc = subprocess.run(
-        [str(python), str(_BUILDER), str(out), json.dumps(params)],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0 or not (out / READY_FILE).exists():
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise TinyModelError(f"tiny model builder failed (exit {proc.returncode}):\n{tail}")
+    result = proc.attempt([str(python), str(_BUILDER), str(out), json.dumps(params)], env=env)
+    if result.returncode != 0 or not (out / READY_FILE).exists():
+        raise TinyModelError(
+            f"tiny model builder failed (exit {result.returncode}):\n{proc.tail(result.stdout + result.stderr)}"
+        )
 
 
 def ensure_tiny_model(python: Path | None = None, params: dict[str, Any] = TINY_MODEL_PARAMS) -> Path:

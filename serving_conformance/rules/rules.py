@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from serving_conformance.base.quantity import QuantityError, parse_quantity
 from serving_conformance.manifests.load import Resource
 from serving_conformance.manifests.platform_config import STANDARD_MODES, is_kserve_config, read_config
-from serving_conformance.base.quantity import QuantityError, parse_quantity
 from serving_conformance.manifests.workloads import (
     GPU_RESOURCE,
     KSERVE_CONTAINER,

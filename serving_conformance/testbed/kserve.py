@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from serving_conformance.base import proc
+from serving_conformance.base.upstream import kserve_files
 from serving_conformance.cluster.installer import crd_documents, yaml_documents
 from serving_conformance.cluster.kube import Kube
 from serving_conformance.manifests.load import HELM_VALUES_KIND, Resource
 from serving_conformance.manifests.platform_config import configmap_for, read_config
-from serving_conformance.base.upstream import kserve_files
-from serving_conformance.testbed import processes
 
 RELEASE_MANAGER = "kserve-release"  # field manager of the shipped objects; the platform's own differs
 WEBHOOK_HOST = "127.0.0.1"
@@ -47,19 +47,6 @@ class Ports:
     metrics: int
     health: int
     webhook: int
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def crds(version: str) -> list[dict[str, Any]]:
@@ -135,7 +122,7 @@ def start_manager(binary: Path, kubeconfig: Path, run_dir: Path, namespace: str,
     tmp = run_dir / "kserve-tmp"
     # controller-runtime reads the webhook certificate from $TMPDIR/k8s-webhook-server/serving-certs.
     ca_bundle = make_certificates(tmp / "k8s-webhook-server" / "serving-certs")
-    ports = Ports(*free_ports(3))
+    ports = Ports(*proc.free_ports(3))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env.update({"TMPDIR": str(tmp), "POD_NAMESPACE": namespace, "CLUSTER_DOMAIN": "cluster.local"})
     args = [
@@ -145,18 +132,18 @@ def start_manager(binary: Path, kubeconfig: Path, run_dir: Path, namespace: str,
         f"-health-probe-addr=127.0.0.1:{ports.health}",
         f"-webhook-port={ports.webhook}",
     ]
-    process = processes.spawn(NAME, args, run_dir, env=env)
+    process = proc.spawn(NAME, args, run_dir, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise KServeStartError(
-                f"the KServe manager exited ({process.returncode}) at start:\n{processes.log_tail(run_dir, NAME)}"
+                f"the KServe manager exited ({process.returncode}) at start:\n{proc.log_tail(run_dir, NAME)}"
             )
         if _ready(ports, ca_bundle):
             return ports, ca_bundle
         time.sleep(0.2)  # the manager exposes no event to wait on before its probes answer
-    processes.stop(run_dir, NAME)
-    raise KServeStartError(f"the KServe manager was not ready in {timeout:.0f}s:\n{processes.log_tail(run_dir, NAME)}")
+    proc.stop(run_dir, NAME)
+    raise KServeStartError(f"the KServe manager was not ready in {timeout:.0f}s:\n{proc.log_tail(run_dir, NAME)}")
 
 
 def _ready(ports: Ports, ca_bundle: bytes) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 
+from serving_conformance.base import proc
+
 POD_RANGE = ipaddress.ip_network("198.18.0.0/16")
 
 
@@ -17,11 +19,11 @@ class NetworkError(RuntimeError):
     pass
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    except FileNotFoundError as exc:
-        raise NetworkError("the `ip` command (iproute2) is needed to give simulated pods addresses") from exc
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    result = proc.attempt(["ip", *args], timeout=30)
+    if result.returncode == 127:
+        raise NetworkError("the `ip` command (iproute2) is needed to give simulated pods addresses")
+    return result
 
 
 def route_present() -> bool:

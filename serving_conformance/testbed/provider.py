@@ -12,7 +12,6 @@ every process by its recorded PID, so a teardown in another process (the xdist c
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -22,16 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from serving_conformance.base import versions
+from serving_conformance.base import proc, versions
 from serving_conformance.base.cache import cache_dir
-from serving_conformance.cluster.installer import crd_documents
-from serving_conformance.cluster.providers import Cluster, ProviderError
-from serving_conformance.cluster.kube import Kube
-from serving_conformance.manifests.load import load_manifests
-from serving_conformance.options import Settings
-from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, is_kserve_config
 from serving_conformance.base.upstream import gateway_api_files, istio_crd_files
-from serving_conformance.testbed import controlplane, kserve, network, processes
+from serving_conformance.cluster.installer import crd_documents
+from serving_conformance.cluster.kube import Kube
+from serving_conformance.cluster.providers import Cluster, ProviderError
+from serving_conformance.manifests.load import load_manifests
+from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, is_kserve_config
+from serving_conformance.options import Settings
+from serving_conformance.testbed import controlplane, kserve, network
 
 AGENT = "node-agent"
 SIMULATED_LABEL = "serving-conformance.dev/simulated"
@@ -57,21 +56,12 @@ def claim_machine(run_dir: Path) -> None:
     """Take the machine-wide testbed lock, or fail saying which run holds it."""
     if run_dir in _MACHINE_CLAIM:
         return
-    handle = open(cache_dir("locks") / "testbed.lock", "a+")  # noqa: SIM115
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "holder unknown"
-        handle.close()
+    handle = proc.try_lock(cache_dir("locks") / "testbed.lock", f"pid {os.getpid()}, run dir {run_dir}")
+    if isinstance(handle, str):
         raise ProviderError(
-            f"another local testbed runs on this machine ({holder}); two would share pod addresses, "
+            f"another local testbed runs on this machine ({handle}); two would share pod addresses, "
             "the pod route and port 80. Wait for that run to end, or stop it."
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}, run dir {run_dir}\n")
-    handle.flush()
+        )
     _MACHINE_CLAIM[run_dir] = handle
 
 
@@ -147,11 +137,11 @@ class LocalProvider:
             "--pods", self.settings.local_pods, "--kubelet-version", f"v{versions.KUBERNETES}",
             "--engine-start-timeout", str(self.settings.timeouts.engine_start),
         ]
-        process = processes.spawn(AGENT, args, self.run_dir, env=dict(os.environ))
+        process = proc.spawn(AGENT, args, self.run_dir, env=dict(os.environ))
         deadline = time.monotonic() + 60
         while not ready.exists():
             if process.poll() is not None or time.monotonic() > deadline:
-                raise ProviderError(f"the testbed node agent did not start:\n{processes.log_tail(self.run_dir, AGENT)}")
+                raise ProviderError(f"the testbed node agent did not start:\n{proc.log_tail(self.run_dir, AGENT)}")
             time.sleep(0.1)  # the agent signals readiness with a file
 
     def install_platform(self, kube: Kube, binaries, cluster: Cluster) -> None:
@@ -213,7 +203,7 @@ class LocalProvider:
         from serving_conformance.testbed.build import ensure_binaries
 
         gateway.stop_gateway(self.run_dir)
-        stopped = processes.stop_all(self.run_dir, [kserve.NAME, AGENT])
+        stopped = proc.stop_all(self.run_dir, [kserve.NAME, AGENT])
         record = self.run_dir / "controlplane.json"
         if record.exists():
             data = json.loads(record.read_text())

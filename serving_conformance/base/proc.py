@@ -1,0 +1,403 @@
+"""The one process layer: every program the suite runs goes through here.
+
+- short commands (`run`, `attempt`): argument lists, a timeout, the tail of the output on failure;
+- detached processes recorded in a run directory (`spawn`, `stop`, `stop_all`): each in its own
+  session, its PID and program written to `<run>/pids/<name>.pid`, stopped by record from any
+  process (SIGTERM to the group, SIGKILL after a grace period), a record removed only once what it
+  describes is gone, and a PID only signalled while its command line still names its program;
+- orphans found by what they run (`processes_mentioning`): a run directory's path appears in the
+  command lines of what it started, so a run whose records are gone can still be cleaned up;
+- locks (`file_lock`, `try_lock`), staged publication into the cache (`staging`, `publish`,
+  `is_done`), ports and the addresses the suite may bind (`free_port`, `require_local_address`),
+  log tails.
+
+Nothing here installs a signal handler: entry points decide what a signal means.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+STOP_GRACE_S = 10.0
+KILL_WAIT_S = 5.0
+TAIL_LINES = 40
+STAMP = ".stamp.json"
+POLL_S = 0.05
+# Addresses local to this machine: loopback, and the benchmarking range the testbed makes local
+# for its pods (198.18.0.0/15, RFC 2544; never routed on real networks).
+LOCAL_ONLY_RANGES = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
+
+
+class CommandError(RuntimeError):
+    """A command failed; the message names the step and ends with the tail of its output."""
+
+
+# --- short commands -----------------------------------------------------------------------
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def file_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        return tail(path.read_text(errors="replace"), lines)
+    except OSError:
+        return "(no log)"
+
+
+def attempt(
+    args: Sequence[str], *, timeout: float | None = None, env: Mapping[str, str] | None = None,
+    cwd: Path | None = None, input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command and hand back its result whatever its exit status; a program that cannot be
+    started, or runs out of time, answers 127 or 124 with the reason on stderr."""
+    try:
+        return subprocess.run(
+            list(args), capture_output=True, text=True, errors="replace", timeout=timeout, check=False,
+            env=dict(env) if env is not None else None, cwd=cwd, input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        return subprocess.CompletedProcess(list(args), 127, "", f"cannot run {args[0]}: {exc}")
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return subprocess.CompletedProcess(list(args), 124, out, f"{args[0]} ran past {timeout:.0f}s and was killed")
+
+
+def run(
+    args: Sequence[str], *, step: str, timeout: float | None = None, env: Mapping[str, str] | None = None,
+    cwd: Path | None = None, input: str | None = None, error: type[Exception] = CommandError,
+) -> str:
+    """Run a command and return its stdout; on failure raise `error` naming the step."""
+    result = attempt(args, timeout=timeout, env=env, cwd=cwd, input=input)
+    if result.returncode != 0:
+        raise error(
+            f"{step} failed (exit {result.returncode}): {' '.join(args)}\n"
+            f"--- last lines of output ---\n{tail(result.stdout + result.stderr)}"
+        )
+    return result.stdout
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def running(pid: int) -> bool:
+    """True for a running process; False for a missing one or a zombie (it holds nothing)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live processes of a process group."""
+    result = []
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:  # state ppid pgrp ...
+            result.append(pid)
+    return result
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (e.g. a run directory's path)."""
+    me = os.getpid()
+    return [pid for pid in _all_pids() if pid != me and running(pid) and any(text in a for a in cmdline(pid))]
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate_group(pgid: int, grace: float = STOP_GRACE_S, child: subprocess.Popen[Any] | None = None) -> bool:
+    """SIGTERM a process group, SIGKILL what is left after `grace`; True once none of it runs.
+    `child`, when the group leader is our own child, is reaped so it does not linger as a zombie."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, KILL_WAIT_S)):
+        signal_group(pgid, sig)
+        deadline = time.monotonic() + wait
+        while True:
+            if child is not None:
+                child.poll()
+            if not group_pids(pgid):
+                return True
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)  # a foreign process's exit can only be seen in /proc
+    return False
+
+
+def kill_pids(pids: Sequence[int], grace: float = STOP_GRACE_S) -> list[int]:
+    """SIGTERM each process, SIGKILL survivors after `grace`; returns those still running."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, KILL_WAIT_S)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait
+        while any(running(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        pids = [p for p in pids if running(p)]
+        if not pids:
+            break
+    return list(pids)
+
+
+# --- processes recorded in a run directory ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    pid: int
+    program: str
+
+    def alive(self) -> bool:
+        """Still the process that was started: running, and its command line names the program
+        (a reused PID is never signalled)."""
+        return running(self.pid) and self.program in cmdline(self.pid)
+
+
+def pid_dir(run_dir: Path) -> Path:
+    path = run_dir / "pids"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_path(run_dir: Path, name: str) -> Path:
+    return run_dir / "logs" / f"{name}.log"
+
+
+def log_tail(run_dir: Path, name: str, lines: int = TAIL_LINES) -> str:
+    return file_tail(log_path(run_dir, name), lines)
+
+
+def read_record(run_dir: Path, name: str) -> Record | None:
+    try:
+        pid_text, program = (run_dir / "pids" / f"{name}.pid").read_text().split("\n")[:2]
+        return Record(name, int(pid_text), program)
+    except (OSError, ValueError):
+        return None
+
+
+def records(run_dir: Path) -> list[Record]:
+    directory = run_dir / "pids"
+    names = sorted(p.stem for p in directory.glob("*.pid")) if directory.is_dir() else []
+    return [r for r in (read_record(run_dir, n) for n in names) if r is not None]
+
+
+def spawn(
+    name: str, args: Sequence[str], run_dir: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a detached process (its own session, so it can outlive the starter), log to
+    `<run>/logs/<name>.log`, recorded in `<run>/pids/<name>.pid`."""
+    log = log_path(run_dir, name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            list(args), stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+        )
+    (pid_dir(run_dir) / f"{name}.pid").write_text(f"{process.pid}\n{args[0]}\n")
+    return process
+
+
+def stop(run_dir: Path, name: str, grace: float = STOP_GRACE_S) -> bool:
+    """Stop a recorded process group; True if it was running. The record is removed only once the
+    process is gone: a survivor stays recorded for the next sweep, and is raised about."""
+    record = read_record(run_dir, name)
+    if record is None:
+        return False
+    was_running = record.alive()
+    if was_running and not terminate_group(record.pid, grace):
+        if record.alive():
+            raise CommandError(f"{name} (pid {record.pid}) still runs after SIGKILL; its record is kept")
+    (run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
+    return was_running
+
+
+def stop_all(run_dir: Path, names: Sequence[str], grace: float = STOP_GRACE_S) -> list[str]:
+    return [name for name in names if stop(run_dir, name, grace)]
+
+
+# --- locks ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing), waiting for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def try_lock(path: Path, holder: str) -> IO[str] | str:
+    """Take an exclusive lock without waiting: the open handle (closing it releases the lock, and
+    so does the process ending), or, when another process holds it, what that holder wrote."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for as long as the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        text = handle.read().strip() or "holder unknown"
+        handle.close()
+        return text
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{holder}\n")
+    handle.flush()
+    return handle
+
+
+# --- staged publication into the cache --------------------------------------------------------
+
+
+def is_done(directory: Path, key: str, executables: Sequence[str] = ()) -> bool:
+    """A published directory whose stamp carries `key` and whose executables are all there."""
+    try:
+        recorded = json.loads((directory / STAMP).read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded == key and all(os.access(directory / name, os.X_OK) for name in executables)
+
+
+def stamp(directory: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((directory / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def staging(final: Path) -> Path:
+    """A fresh staging directory beside `final`; what killed builds left there is removed first
+    (call with the lock of `final` held)."""
+    for leftover in final.parent.glob(f".{final.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+
+
+def publish(staged: Path, final: Path, key: str, extra: Mapping[str, Any] | None = None) -> Path:
+    """Stamp a finished staging directory and move it into place in one rename."""
+    (staged / STAMP).write_text(json.dumps({"key": key, **dict(extra or {})}, indent=2) + "\n")
+    staged.chmod(0o755)  # mkdtemp made it private
+    if final.exists():
+        shutil.rmtree(final)  # stale: another key
+    os.rename(staged, final)
+    return final
+
+
+# --- ports and addresses ------------------------------------------------------------------------
+
+
+def is_local_address(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or any(address in net for net in LOCAL_ONLY_RANGES)
+
+
+def require_local_address(host: str, what: str) -> None:
+    """Refuse an address reachable from outside this machine."""
+    if not is_local_address(host):
+        raise ValueError(f"{what} must be a loopback or testbed pod address, not {host!r}")
+
+
+def require_loopback(host: str, what: str) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"{what} must be a loopback address, not {host!r}")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free on `host` now (held together while chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(_family(host), socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_ports(1, host)[0]
+
+
+def port_free(host: str, port: int) -> OSError | None:
+    """None when `port` can be bound on `host`, else why not."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers' own listeners do
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
