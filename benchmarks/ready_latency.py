@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from serving_conformance.cluster.deploy import is_true
-from serving_conformance.cluster.session import new_run
-from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.base.progress import progress
-from serving_conformance.testbed.provider import LocalProvider
+from serving_conformance.cluster.kube import Kube, Ref
+from serving_conformance.platform.deploy import is_true
+from serving_conformance.platform.session import new_run
+from serving_conformance.providers.local.provider import LocalProvider
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ def main() -> None:
     print(f"testbed warm start: {time.monotonic() - started:.1f}s")
     try:
         kube = Kube(cluster.kubeconfig, None)
-        from serving_conformance.cluster.installer import Installer
+        from serving_conformance.platform.installer import Installer
 
         Installer(settings(), cluster, run_dir, progress).install()
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from serving_conformance.base.data import DEFAULT_MANIFESTS
+
 REPO = Path(__file__).resolve().parent.parent
 
 _MEASURE = """
@@ -27,15 +29,15 @@ from pathlib import Path
 start = time.perf_counter()
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.platform_config import find_config
-from serving_conformance.rules.findings import Expectations, RuleContext, CannotCheck
-from serving_conformance.rules.rules import ALL_RULES
-from serving_conformance.rules.schema import SCHEMA_VALID
+from serving_conformance.base.settings import Expectations
+from serving_conformance.rules.findings import RuleContext, CannotCheck
+from serving_conformance.behaviours import static_rules
 imported = time.perf_counter()
 manifests = load_manifests(Path(sys.argv[1]))
 loaded = time.perf_counter()
 context = RuleContext(manifests, Expectations("qwen2.5-0.5b", "0.23.0", "0.19.0", "1.34.3", 1), find_config(manifests))
 judged = failed = 0
-for rule in (*ALL_RULES, SCHEMA_VALID):
+for rule in static_rules():
     for item in rule.select(manifests):
         try:
             failed += bool(rule.check(item, context))
@@ -53,7 +55,7 @@ print(json.dumps({
 
 def generate(count: int, destination: Path) -> None:
     sources = []
-    for path in sorted((REPO / "manifests").rglob("*.yaml")):
+    for path in sorted((DEFAULT_MANIFESTS).rglob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if document and document.get("kind") not in (None, "Kustomization"):
                 sources.append(document)

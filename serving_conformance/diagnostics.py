@@ -121,7 +121,7 @@ def collect_for_item(item) -> Path | None:
         return None
     destination = settings.artifacts_dir / _safe_name(item.nodeid)
     try:
-        return collect(deployer.kube, [deployer.namespace], destination)
+        return collect(deployer.kube, deployer.namespaces(), destination)
     except Exception as exc:  # diagnostics must never hide the failure itself
         _write(destination / "collect-error.txt", f"{exc}\n")
         return destination

@@ -7,11 +7,13 @@ formats as `vllm-<version>[-tpN/ppN/dpN[/ep]]-<8 hex config hash>`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -32,7 +34,7 @@ class CheckFailed(AssertionError):
 class Endpoint:
     base_url: str
     host: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a repr, a traceback or JUnit
     timeout: float = 60.0
 
     def describe(self) -> str:
@@ -184,6 +186,30 @@ def stream_fingerprints(endpoint: Endpoint, model: str, max_tokens: int = 8) -> 
     if not fingerprints:
         raise CheckFailed(f"{what}: no chunks")
     return fingerprints
+
+
+def count_fingerprints(endpoint: Endpoint, model: str, samples: int, workers: int = 4) -> Counter[str]:
+    """The system_fingerprint of `samples` one-token chat completions, counted (kept-alive
+    connections, a few requests in flight: a few thousand answers take seconds, not minutes)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    url = endpoint.base_url.rstrip("/") + "/v1/chat/completions"
+    what = f"POST /v1/chat/completions at {endpoint.describe()}"
+
+    def one(client: httpx.Client) -> str:
+        try:
+            response = client.post(url, headers=endpoint.headers(), json=body)
+        except httpx.HTTPError as exc:
+            raise CheckFailed(f"{what} failed: {exc!r}") from exc
+        _expect_status(response, 200, what)
+        return str(_json(response, what).get("system_fingerprint"))
+
+    counts: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    with httpx.Client(timeout=endpoint.timeout, trust_env=False, limits=limits) as client:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            for fingerprint in pool.map(lambda _: one(client), range(samples)):
+                counts[fingerprint] += 1
+    return counts
 
 
 def assert_unknown_model_is_404(endpoint: Endpoint, served: str) -> None:

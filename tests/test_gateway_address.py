@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from serving_conformance.cluster.fixtures import ENVOY_OWNER_NAME, ENVOY_OWNER_NAMESPACE, Endpoints, gateway_diagnosis
+from serving_conformance.base.features import Feature
+from serving_conformance.cluster.base import Cluster
 from serving_conformance.cluster.kube import WaitTimeout
-from serving_conformance.cluster.providers import Cluster
+from serving_conformance.platform.endpoints import ENVOY_OWNER_NAME, ENVOY_OWNER_NAMESPACE, Endpoints, gateway_diagnosis
 
 from .conftest import base_settings
 
@@ -68,8 +69,9 @@ def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def endpoints(kube, tmp_path: Path, simulated: bool) -> Endpoints:
     cluster = Cluster(provider="local" if simulated else "kind", name="c", kubeconfig=tmp_path / "kubeconfig",
-                      context=None if simulated else "kind-serving-conformance", created=True, simulated=simulated)
-    return Endpoints(kube, cluster, base_settings(), None, [])
+                      context=None if simulated else "kind-serving-conformance", created=True,
+                      features={Feature.POD_NETWORK} if simulated else set())
+    return Endpoints(kube, cluster, base_settings(), None)
 
 
 def test_on_kind_a_gateway_without_address_is_reached_through_its_envoy_service(fake_kubectl, tmp_path):
@@ -79,9 +81,7 @@ def test_on_kind_a_gateway_without_address_is_reached_through_its_envoy_service(
     try:
         assert reach._gateway_base() == "http://127.0.0.1:43210"
     finally:
-        for process in reach.port_forwards:
-            process.kill()
-            process.wait()
+        reach.close()
     assert kube.selectors == [f"{ENVOY_OWNER_NAME}=kserve-ingress-gateway,{ENVOY_OWNER_NAMESPACE}=kserve"]
     sent = [json.loads(line) for line in fake_kubectl.read_text().splitlines()]
     assert sent == [[

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance.base.data import SUITE
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +32,7 @@ def processes_mentioning(text: str) -> list[str]:
 @pytest.mark.testbed
 def test_sigterm_mid_run_removes_everything_the_run_created(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", str(REPO / "conformance"), "-m", "cpu", "--cluster", "local",
+        [sys.executable, "-m", "pytest", str(SUITE), "-m", "cpu", "--cluster", "local",
          "--local-pods", "simulated", "-k", "isvc_ready", "-p", "no:cacheprovider",
          "--artifacts-dir", str(tmp_path / "artifacts")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

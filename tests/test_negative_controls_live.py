@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.manifests.faults import load_fault, materialize
 
 REPO = Path(__file__).resolve().parent.parent
-FAULTS = REPO / "fixtures" / "faults"
+FAULTS = REPO / "testdata" / "faults"
 
 
 def run_suite(pytester, tmp_path, faults, *args):
-    manifests = REPO / "manifests"
+    manifests = DEFAULT_MANIFESTS
     for index, name in enumerate(faults):
         manifests = materialize(load_fault(FAULTS / f"{name}.yaml"), manifests, tmp_path / f"manifests-{index}")
     report = tmp_path / "report.json"
     result = pytester.runpytest_subprocess(
-        str(REPO / "conformance"), "--manifests-dir", str(manifests), "--conformance-report", str(report),
+        str(SUITE), "--manifests-dir", str(manifests), "--conformance-report", str(report),
         "--artifacts-dir", str(tmp_path / "artifacts"), "-p", "no:cacheprovider", *args,
     )
     return result, json.loads(report.read_text())

@@ -9,13 +9,11 @@ import pytest
 import yaml
 
 from serving_conformance.base import versions
-from serving_conformance.cluster.providers import (
-    KIND_CONFIG,
-    ExistingProvider,
-    KindProvider,
-    ProviderError,
-    choose_provider,
-)
+from serving_conformance.base.data import KIND_CONFIG
+from serving_conformance.cluster.base import ProviderError
+from serving_conformance.providers.choose import choose_provider
+from serving_conformance.providers.existing import ExistingProvider
+from serving_conformance.providers.kind import KindProvider
 from tests.conftest import base_settings
 
 FAKE = """#!{python}

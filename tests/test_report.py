@@ -6,20 +6,20 @@ import yaml
 
 TESTS = """
 import pytest
+from serving_conformance import behaviours as B
+from serving_conformance.manifests.workloads import Selector
 
-@pytest.mark.static
-@pytest.mark.behaviour("ok-rule", title="something that holds")
+@pytest.mark.behaviour(B.MANIFESTS_PARSE)
 def test_ok():
     pass
 
-@pytest.mark.static
-@pytest.mark.behaviour("skipped-rule", title="something not judged here")
+@pytest.mark.behaviour(B.SCHEMA)
 def test_skipped():
     pytest.skip("schema not obtainable")
 
-@pytest.mark.cpu
-@pytest.mark.behaviour("failing", title="something that breaks")
-def test_broken():
+@pytest.mark.behaviour(B.CPU_LIMIT_OVERRIDE)
+@pytest.mark.workloads(Selector("the CPU predictor", lambda w: w.resource.name == "qwen-cpu"))
+def test_broken(workload):
     assert False, "observed X, which matters because Y"
 """
 
@@ -37,7 +37,7 @@ def test_report_records_each_behaviour_and_the_overall_result(pytester):
     assert profiles["SERVING-CPU"]["result"] == "failure"
     assert profiles["SERVING-GPU"]["result"] == "not-run"
     assert report["result"] == "failure" and result.ret == 1
-    skipped = {b["id"]: b for b in profiles["STATIC"]["behaviours"]}["skipped-rule"]
+    skipped = {b["id"]: b for b in profiles["STATIC"]["behaviours"]}["schema-valid"]
     assert skipped["result"] == "skip" and skipped["tests"][0]["reason"] == "schema not obtainable"
     failing = profiles["SERVING-CPU"]["behaviours"][0]
     assert "observed X, which matters because Y" in failing["tests"][0]["reason"]
@@ -49,6 +49,7 @@ def test_a_skip_makes_the_result_partial_and_json_is_written_when_asked(pytester
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["result"] == "partial" and result.ret == 0
     assert report["skipped"] == [{"test": "test_sample.py::test_skipped", "reason": "schema not obtainable"}]
+    assert report["profiles"][0]["result"] == "partial"
 
 
 def test_a_required_profile_that_did_not_fully_pass_fails_the_run(pytester):

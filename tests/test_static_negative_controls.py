@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.manifests.faults import load_faults, materialize
-from serving_conformance.rules.rules import ALL_RULES
-from serving_conformance.rules.schema import SCHEMA_VALID
+from serving_conformance import behaviours
 
 REPO = Path(__file__).resolve().parent.parent
-STATIC = REPO / "conformance" / "static"
-FAULTS = load_faults(REPO / "fixtures" / "faults")
+STATIC = SUITE / "static"
+FAULTS = load_faults(REPO / "testdata" / "faults")
 
 
 def run_static(pytester: pytest.Pytester, manifests: Path):
@@ -26,17 +26,17 @@ def failed_behaviours(reprec) -> dict[str, str]:
 
 
 def test_clean_manifests_pass_every_rule(pytester):
-    reprec = run_static(pytester, REPO / "manifests")
+    reprec = run_static(pytester, DEFAULT_MANIFESTS)
     passed, skipped, failed = reprec.listoutcomes()
     assert not failed, [r.nodeid for r in failed]
     assert not skipped, [(r.nodeid, r.longrepr) for r in skipped]
-    behaviours = {dict(r.user_properties)["sc.behaviour"] for r in passed}
-    assert behaviours == {r.id for r in ALL_RULES} | {SCHEMA_VALID.id, "manifests-parse"}
+    static = {b.id for b in behaviours.REGISTRY.values() if b.layer == behaviours.Layer.STATIC}
+    assert {dict(r.user_properties)["sc.behaviour"] for r in passed} == static
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_fault_fails_exactly_its_rule(pytester, tmp_path, fault):
-    variant = materialize(fault, REPO / "manifests", tmp_path / "manifests")
+    variant = materialize(fault, DEFAULT_MANIFESTS, tmp_path / "manifests")
     reprec = run_static(pytester, variant)
     failures = failed_behaviours(reprec)
     assert set(failures.values()) == {fault.breaks}, failures

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from serving_conformance.base import versions
+from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
+from serving_conformance.base.upstream import kserve_shipped_configmap
 from serving_conformance.manifests.load import Resource, load_manifests
 from serving_conformance.manifests.platform_config import configmap_for, find_config, read_config
-from serving_conformance.testbed.kserve import shipped_configmap
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,7 @@ kserve:
 def helm_manifests(tmp_path: Path) -> Path:
     """The project's manifests with KServe's ConfigMap replaced by the equivalent Helm values."""
     manifests = tmp_path / "manifests"
-    shutil.copytree(REPO / "manifests", manifests)
+    shutil.copytree(DEFAULT_MANIFESTS, manifests)
     (manifests / "platform" / "inferenceservice-config.yaml").unlink()
     (manifests / "platform" / "kustomization.yaml").unlink()
     (manifests / "platform" / "values.yaml").write_text(VALUES)
@@ -43,7 +44,7 @@ def helm_manifests(tmp_path: Path) -> Path:
 
 def test_helm_values_become_the_configmap_keys_they_set(tmp_path):
     config = find_config(load_manifests(helm_manifests(tmp_path)))
-    shipped = shipped_configmap(versions.KSERVE, "kserve")
+    shipped = kserve_shipped_configmap(versions.KSERVE, "kserve")
     rendered = configmap_for(config, shipped)
     assert rendered["metadata"] == {"name": "inferenceservice-config", "namespace": "kserve"}
     assert set(rendered["data"]) == {"deploy", "ingress", "storageInitializer"}
@@ -61,7 +62,7 @@ def test_helm_values_become_the_configmap_keys_they_set(tmp_path):
 def test_the_testbed_runs_kserve_on_the_helm_values(pytester, tmp_path):
     report = tmp_path / "report.json"
     result = pytester.runpytest_subprocess(
-        str(REPO / "conformance"), "--manifests-dir", str(helm_manifests(tmp_path)),
+        str(SUITE), "--manifests-dir", str(helm_manifests(tmp_path)),
         "--conformance-report", str(report), "--artifacts-dir", str(tmp_path / "artifacts"), "-p", "no:cacheprovider",
         "-m", "cpu", "--cluster", "local", "--local-pods", "simulated",
         "-k", "qwen-cpu and (becomes_ready_in_standard_mode or no_virtualservice_over_the_window or httproute_points)",
@@ -76,35 +77,15 @@ def test_the_testbed_runs_kserve_on_the_helm_values(pytester, tmp_path):
     assert result.ret == 0
 
 
-class ClusterWith:
-    def __init__(self, configmap):
-        self.configmap = configmap
-
-    def get(self, ref):
-        return self.configmap
-
-
-def installer_on(kube, tmp_path):
-    from serving_conformance.cluster.installer import Installer
-    from serving_conformance.cluster.providers import Cluster
+def test_on_a_real_cluster_helm_values_are_written_into_the_release_configmap(tmp_path):
+    from serving_conformance.cluster.base import Cluster
+    from serving_conformance.platform.installer import Installer
 
     from .conftest import base_settings
 
-    installer = Installer(base_settings(), Cluster("kind", "c", tmp_path / "kubeconfig", None, True), tmp_path, lambda m: None)
-    installer._kube = kube
-    return installer
-
-
-def test_on_a_real_cluster_helm_values_are_written_into_the_installed_configmap(tmp_path):
-    values = next(r for r in load_manifests(helm_manifests(tmp_path)).resources if r.kind == "HelmValues")
-    installed = shipped_configmap(versions.KSERVE, "kserve")
-    body = installer_on(ClusterWith(installed), tmp_path).platform_body(values)
+    manifests = load_manifests(helm_manifests(tmp_path))
+    values = next(r for r in manifests.resources if r.kind == "HelmValues")
+    installer = Installer(base_settings(), Cluster("kind", "c", tmp_path / "kubeconfig", None, True), None, manifests,
+                          lambda m: None)
+    body = installer.configmap_from(values, kserve_shipped_configmap(versions.KSERVE, "kserve"))
     assert body["kind"] == "ConfigMap" and json.loads(body["data"]["ingress"])["enableGatewayApi"] is True
-
-
-def test_helm_values_without_kserve_installed_are_a_clear_error(tmp_path):
-    from serving_conformance.cluster.providers import ProviderError
-
-    values = next(r for r in load_manifests(helm_manifests(tmp_path)).resources if r.kind == "HelmValues")
-    with pytest.raises(ProviderError, match="Helm values, but ConfigMap kserve/inferenceservice-config is not in the cluster"):
-        installer_on(ClusterWith(None), tmp_path).platform_body(values)

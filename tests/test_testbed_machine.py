@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from serving_conformance.base import proc
-from serving_conformance.cluster.providers import ProviderError
-from serving_conformance.testbed.provider import LocalProvider, claim_machine, release_machine
+from serving_conformance.cluster.base import ProviderError
+from serving_conformance.providers.local.provider import LocalProvider, claim_machine, release_machine
 
 from .conftest import base_settings
 
@@ -34,7 +34,7 @@ def test_a_second_testbed_on_the_machine_is_refused_naming_the_first(private_mac
         [sys.executable, "-c", textwrap.dedent(f"""\
             import sys, time
             from pathlib import Path
-            from serving_conformance.testbed.provider import claim_machine
+            from serving_conformance.providers.local.provider import claim_machine
             claim_machine(Path({str(tmp_path / 'first-run')!r}))
             print("held", flush=True)
             time.sleep(60)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from serving_conformance.cluster.deploy import Deployer, describe_pod
+from serving_conformance.cluster.conditions import describe_pod
 from serving_conformance.cluster.kube import WaitTimeout
 from serving_conformance.engine.server import ServerStartError
-from serving_conformance.testbed.agent import failure_reason
+from serving_conformance.platform.deploy import Deployer
+from serving_conformance.providers.local.agent import failure_reason
 
 
 def test_an_unready_pod_is_described_by_what_keeps_it_from_ready():

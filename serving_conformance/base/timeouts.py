@@ -6,6 +6,7 @@ Override with `--timeout NAME=SECONDS` (repeatable) or the environment variable
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
@@ -47,9 +48,12 @@ class Timeouts:
                     f"bad timeout {assignment!r}: use NAME=SECONDS with NAME one of {', '.join(self.names())}"
                 )
             try:
-                changes[name] = float(value)
+                seconds = float(value)
             except ValueError as exc:
                 raise ValueError(f"bad timeout {assignment!r}: {value!r} is not a number of seconds") from exc
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ValueError(f"bad timeout {assignment!r}: give a finite number of seconds above 0")
+            changes[name] = seconds
         return replace(self, **changes)
 
 

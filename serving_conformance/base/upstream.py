@@ -15,6 +15,9 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from serving_conformance.base.cache import cache_dir
 
@@ -22,6 +25,7 @@ KSERVE_MODULE = "github.com/kserve/kserve"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 ISTIO_API_MODULE = "istio.io/api"
 DOWNLOAD_TIMEOUT_S = 120.0
+_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class UpstreamUnavailable(RuntimeError):
@@ -109,3 +113,44 @@ def gateway_api_files(version: str) -> Path:
 
 def istio_crd_files(version: str) -> Path:
     return module_files(ISTIO_API_MODULE, version, "kubernetes")
+
+
+# --- the files of a release, as documents ----------------------------------------------------
+
+
+def yaml_documents(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document YAML text (upstream release files: trusted, not bounded)."""
+    return [d for d in yaml.load_all(text, Loader=_LOADER) if isinstance(d, dict) and d.get("kind")]
+
+
+def crd_documents(directory: Path) -> list[dict[str, Any]]:
+    documents = []
+    for path in sorted(directory.glob("*.yaml")):
+        documents += [d for d in yaml_documents(path.read_text()) if d["kind"] == "CustomResourceDefinition"]
+    return documents
+
+
+def gateway_api_crds(version: str, channel: str = "standard") -> list[dict[str, Any]]:
+    return crd_documents(gateway_api_files(version) / "config" / "crd" / channel)
+
+
+def istio_virtualservice_crd(version: str) -> list[dict[str, Any]]:
+    return [d for d in crd_documents(istio_crd_files(version) / "kubernetes")
+            if d["spec"]["names"]["kind"] == "VirtualService"]
+
+
+def kserve_crds(version: str) -> list[dict[str, Any]]:
+    """The serving.kserve.io CRDs the manager needs (not LLMInferenceService's, another binary's)."""
+    root = kserve_files(version) / "config" / "crd" / "full"
+    return crd_documents(root) + crd_documents(root / "clusterstoragecontainer")
+
+
+def kserve_shipped_configmap(version: str, namespace: str) -> dict[str, Any]:
+    path = kserve_files(version) / "config" / "configmap" / "inferenceservice.yaml"
+    document = yaml_documents(path.read_text())[0]
+    document["metadata"]["namespace"] = namespace
+    return document
+
+
+def kserve_webhook_configurations(version: str) -> list[dict[str, Any]]:
+    return yaml_documents((kserve_files(version) / "config" / "webhook" / "manifests.yaml").read_text())

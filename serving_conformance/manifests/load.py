@@ -9,7 +9,7 @@ that each becomes one failing test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,7 @@ class LoadProblem:
 
 @dataclass
 class ManifestSet:
-    root: Path
+    roots: tuple[Path, ...]
     files: list[Path] = field(default_factory=list)
     resources: list[Resource] = field(default_factory=list)
     problems: list[LoadProblem] = field(default_factory=list)
@@ -124,23 +124,39 @@ class ManifestSet:
             self._index_size = len(self.resources)
         return [r for kind in kinds for r in self._by_kind.get(kind, [])]
 
-    def find(self, kind: str, name: str) -> Resource | None:
-        return next((r for r in self.resources if r.kind == kind and r.name == name), None)
+    def find(self, kind: str, name: str, namespace: str | None = None) -> Resource | None:
+        """The object of this kind and name (in `namespace`, when one is given and it declares one)."""
+        return next((r for r in self.resources if r.kind == kind and r.name == name
+                     and (namespace is None or r.namespace in (None, namespace))), None)
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0]
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the root it lies under (for test ids and messages)."""
+        for root in self.roots:
+            try:
+                return str(path.relative_to(root)) or path.name
+            except ValueError:
+                continue
+        return str(path)
 
 
-def load_manifests(root: Path) -> ManifestSet:
-    """Load everything under `root` (a directory or a single file)."""
-    loader = _Walker(ManifestSet(root=root))
-    if not root.exists():
-        loader.result.problems.append(LoadProblem(root, None, "does not exist"))
-    elif root.is_file():
-        loader.load_file(root)
-    else:
-        loader.walk(root)
-        if not loader.result.files and not loader.result.problems:
-            loader.result.problems.append(
-                LoadProblem(root, None, "holds no YAML manifests (*.yaml, *.yml)")
-            )
+def load_manifests(roots: Path | Sequence[Path]) -> ManifestSet:
+    """Load everything under each root (a directory or a single file)."""
+    roots = (roots,) if isinstance(roots, Path) else tuple(roots)
+    loader = _Walker(ManifestSet(roots=roots))
+    for root in roots:
+        before = len(loader.result.files)
+        if not root.exists():
+            loader.result.problems.append(LoadProblem(root, None, "does not exist"))
+        elif root.is_file():
+            loader.load_file(root)
+        else:
+            loader.walk(root)
+            if len(loader.result.files) == before and not any(p.path == root for p in loader.result.problems):
+                loader.result.problems.append(LoadProblem(root, None, "holds no YAML manifests (*.yaml, *.yml)"))
     return loader.result
 
 

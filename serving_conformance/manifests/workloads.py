@@ -24,6 +24,7 @@ KSERVE_DEFAULT_PORT = 8080
 MODELCAR_MOUNT = "/mnt/models"
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+OCI_DIGEST_URI = re.compile(r"^oci://[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$")
 _VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+)?)")
 # Boolean vLLM flags that never take a value; needed to tell a flag from a positional model.
 _VLLM_BOOLEAN_FLAGS = frozenset(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from serving_conformance.base.settings import Expectations
 from serving_conformance.manifests.load import ManifestSet, Resource
 
 if TYPE_CHECKING:
@@ -20,17 +21,6 @@ class Finding:
 
     def render(self) -> str:
         return f"  found:  {self.found}\n  effect: {self.effect}\n  fix:    {self.fix}"
-
-
-@dataclass(frozen=True)
-class Expectations:
-    """The expected values the whole suite checks against (from the command-line options)."""
-
-    served_model_name: str
-    engine_version: str
-    kserve_version: str
-    kubernetes_version: str
-    gpu_slots: int
 
 
 @dataclass

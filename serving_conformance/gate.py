@@ -1,0 +1,75 @@
+"""The one place that decides whether a conformance test runs, is skipped, or fails unrun.
+
+A test requires its behaviour's features, the features its `requires` marker adds, and GPUs when
+it carries the `gpu` marker. A place to run (a cluster, the local engine) offers features and
+names its stand-ins. Missing features skip the test with the reason, except GPUs under
+--require-gpu, which fail it; the stand-ins that touch what the test requires go with its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pytest
+
+from serving_conformance.base.features import Feature, Substitution
+from serving_conformance.behaviours import Behaviour, Layer
+
+MEANING = {
+    Feature.SERVING: "pods that serve requests with a real vLLM",
+    Feature.GATEWAY: "a Gateway API implementation that routes traffic",
+    Feature.GPU: "a node with nvidia.com/gpu allocatable",
+    Feature.ISTIO_API: "Istio's VirtualService API",
+    Feature.KUBELET: "a real kubelet",
+    Feature.POD_NETWORK: "pod addresses reachable from the runner",
+    Feature.ENGINE_VERSION: "the expected vLLM version (a stand-in build of another version runs here)",
+}
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where tests run, as the gate sees it."""
+
+    name: str
+    features: frozenset[str]
+    substitutions: tuple[Substitution, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    skip: str | None = None
+    fail: str | None = None
+    substitutions: tuple[Substitution, ...] = field(default_factory=tuple)
+
+
+def behaviour_of(item: pytest.Item) -> Behaviour | None:
+    marker = item.get_closest_marker("behaviour")
+    return marker.args[0] if marker is not None and marker.args else None
+
+
+def required_features(item: pytest.Item) -> frozenset[str]:
+    behaviour = behaviour_of(item)
+    required = set(behaviour.requires) if behaviour is not None else set()
+    for marker in item.iter_markers("requires"):
+        required.update(Feature(f) for f in marker.args)
+    if item.get_closest_marker("gpu") is not None:
+        required.add(Feature.GPU)
+    return frozenset(str(f) for f in required)
+
+
+def decide(required: Iterable[str], place: Place, require_gpu: bool = False) -> Verdict:
+    required = frozenset(required)
+    subs = tuple(s for s in place.substitutions if s.applies_to(required))
+    missing = sorted(required - place.features)
+    if not missing:
+        return Verdict(substitutions=subs)
+    reason = f"{place.name} does not offer " + "; ".join(MEANING.get(Feature(m), m) for m in missing)
+    if Feature.GPU in missing and require_gpu:
+        return Verdict(fail=f"{reason}, and --require-gpu was given", substitutions=subs)
+    return Verdict(skip=reason, substitutions=subs)
+
+
+def layer_of(item: pytest.Item) -> Layer | None:
+    behaviour = behaviour_of(item)
+    return behaviour.layer if behaviour is not None else None

@@ -1,0 +1,204 @@
+"""Put the workloads under test into the cluster, once each, and wait for them.
+
+A workload comes with what it needs to run: the Services that select a Deployment's pods, the
+Secrets its env references (generated when the manifests do not carry them, as a platform's secret
+store would: random, never printed). Objects the manifests place in a namespace (KServe's own, say)
+are deployed there; the others go into the run's namespace. Every object applied is labelled with
+the run id, so teardown finds it wherever it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving_conformance.cluster.conditions import deployment_available as _available
+from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
+from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
+from serving_conformance.manifests.load import ManifestSet, Resource
+from serving_conformance.manifests.roles import is_platform
+from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
+
+ISVC_API = "serving.kserve.io/v1beta1"
+
+
+@dataclass
+class Deployer:
+    kube: Kube
+    namespace: str
+    manifests: ManifestSet
+    kserve_namespace: str
+    run_id: str
+    progress: Callable[[str], None]
+    applied: set[str] = field(default_factory=set)
+    secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Waits that timed out: the object's (uid, generation) then, and the failure message.
+    timed_out: dict[str, tuple[tuple[Any, Any], str]] = field(default_factory=dict)
+
+    def namespace_of(self, resource: Resource) -> str:
+        """Where a serving object goes: where the manifests declare it, else the run's namespace."""
+        return resource.namespace or self.namespace
+
+    def _labelled(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = dict(body.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), RUN_LABEL: self.run_id}
+        return {**body, "metadata": meta}
+
+    def apply(self, body: Mapping[str, Any], namespace: str | None = None) -> None:
+        """Apply an object once per run (labelled with the run id)."""
+        namespace = namespace or (body.get("metadata") or {}).get("namespace") or self.namespace
+        key = f"{body['kind']}/{namespace}/{(body.get('metadata') or {}).get('name')}"
+        with self.lock:
+            if key in self.applied:
+                return
+            self.kube.apply(self._labelled(body), namespace=namespace)
+            self.applied.add(key)
+
+    def reapply(self, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Apply a changed object again (a rollout the test makes), still labelled with the run."""
+        namespace = namespace or (body.get("metadata") or {}).get("namespace") or self.namespace
+        return self.kube.apply(self._labelled(body), namespace=namespace)
+
+    def create_pod(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Pod directly (a control that goes through the pod webhooks); raises the API
+        server's refusal. Labelled with the run, so it is removed with the run's objects."""
+        return self.kube.apply(self._labelled(body), namespace=self.namespace)
+
+    def deploy(self, resource: Resource) -> None:
+        """Apply a serving object and everything it needs."""
+        if is_platform(resource):
+            raise ValueError(f"{resource.ident} is a platform object, installed with the platform")
+        namespace = self.namespace_of(resource)
+        for name, keys in self.referenced_secrets(resource).items():
+            self.ensure_secret(name, keys, namespace)
+        self.apply(resource.body, namespace)
+        for service in self.services_selecting(resource):
+            self.apply(service.body, namespace)
+
+    def release(self) -> None:
+        """Delete the workloads applied so far (their pods, and so their engines, stop); a later
+        test deploys again what it needs."""
+        with self.lock:
+            applied, self.applied = self.applied, set()
+        for key in applied:
+            kind, namespace, name = key.split("/", 2)
+            if kind in ("InferenceService", "Deployment"):
+                api = ISVC_API if kind == "InferenceService" else "apps/v1"
+                self.kube.delete(Ref(api, kind, name, namespace))
+
+    def referenced_secrets(self, resource: Resource) -> dict[str, set[str]]:
+        wanted: dict[str, set[str]] = {}
+        for workload in workloads_of(resource):
+            for container in workload.containers:
+                for entry in as_list(container.body.get("env")):
+                    ref = as_mapping(as_mapping(as_mapping(entry).get("valueFrom")).get("secretKeyRef"))
+                    if ref.get("name"):
+                        wanted.setdefault(str(ref["name"]), set()).add(str(ref.get("key")))
+        return wanted
+
+    def ensure_secret(self, name: str, keys: set[str], namespace: str) -> None:
+        declared = self.manifests.find("Secret", name)
+        if declared is not None:
+            self.apply(declared.body, namespace)
+            return
+        with self.lock:
+            if name in self.secrets_made:
+                values = self.secrets_made[name]
+            else:
+                values = {key: secrets.token_urlsafe(24) for key in sorted(keys)}
+                self.secrets_made[name] = values
+        self.apply({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+        }, namespace)
+
+    def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
+        if name in self.secrets_made:
+            return self.secrets_made[name][key]
+        secret = self.kube.get(Ref("v1", "Secret", name, namespace or self.namespace)) or {}
+        return base64.b64decode((secret.get("data") or {})[key]).decode()
+
+    def services_selecting(self, resource: Resource) -> list[Resource]:
+        if resource.kind == "InferenceService":
+            return []  # KServe makes the predictor Service
+        labels = as_mapping(as_mapping(as_mapping(resource.spec.get("template")).get("metadata")).get("labels"))
+        found = []
+        for service in self.manifests.of_kind("Service"):
+            selector = as_mapping(service.spec.get("selector"))
+            same_place = service.namespace == resource.namespace
+            if same_place and selector and all(labels.get(k) == v for k, v in selector.items()):
+                found.append(service)
+        return found
+
+    # --- waits --------------------------------------------------------------------------------
+
+    def deploy_ready(self, resource: Resource, timeout: float) -> dict[str, Any]:
+        """Deploy an InferenceService (if not yet) and return it once Ready."""
+        self.deploy(resource)
+        return self.wait_isvc_ready(resource.name, timeout, self.namespace_of(resource))
+
+    def wait_isvc_ready(self, name: str, timeout: float, namespace: str | None = None) -> dict[str, Any]:
+        namespace = namespace or self.namespace
+        ref = Ref(ISVC_API, "InferenceService", name, namespace)
+
+        def explain(exc: WaitTimeout, last: dict[str, Any] | None) -> str:
+            return (
+                f"InferenceService {namespace}/{name} was not Ready within {timeout:.0f}s: "
+                f"{describe_conditions(last)}"
+                f"{self.pods_report(f'serving.kserve.io/inferenceservice={name}', namespace)}"
+            )
+
+        return self._wait(ref, lambda o: is_true(o, "Ready"), timeout, "Ready", explain)
+
+    def available_deployment(self, name: str, timeout: float, namespace: str | None = None) -> dict[str, Any]:
+        namespace = namespace or self.namespace
+        ref = Ref("apps/v1", "Deployment", name, namespace)
+
+        def explain(exc: WaitTimeout, last: dict[str, Any] | None) -> str:
+            labels = as_mapping(as_mapping(as_mapping(last).get("spec")).get("selector")).get("matchLabels")
+            selector = ",".join(f"{k}={v}" for k, v in as_mapping(labels).items())
+            return f"{exc}{self.pods_report(selector, namespace) if selector else ''}"
+
+        return self._wait(ref, _available, timeout, "available", explain)
+
+    def _wait(
+        self, ref: Ref, done: Callable[[dict[str, Any] | None], bool], timeout: float, what: str,
+        explain: Callable[[WaitTimeout, dict[str, Any] | None], str],
+    ) -> dict[str, Any]:
+        """Wait for `done`; a wait that already timed out on the same, unchanged object fails at
+        once with the same explanation, so tests sharing a broken workload do not each wait."""
+        earlier = self.timed_out.get(str(ref))
+        if earlier is not None:
+            current = self.kube.get(ref)
+            if not done(current) and earlier[0] == identity(current):
+                raise WaitTimeout(f"{earlier[1]}\n(unchanged since that wait timed out earlier in this run; not waited on again)")
+        self.progress(f"waiting for {ref.kind} {ref.namespace}/{ref.name} to be {what} (up to {timeout:.0f}s)")
+        try:
+            return self.kube.wait_for(ref, done, timeout, what)
+        except WaitTimeout as exc:
+            last = self.kube.get(ref)
+            message = explain(exc, last)
+            self.timed_out[str(ref)] = (identity(last), message)
+            raise WaitTimeout(message) from None
+
+    def pods_report(self, selector: str, namespace: str | None = None) -> str:
+        """The pods a workload's wait was about, and why they are not Ready: the failure says
+        what happened without opening the diagnostics directory."""
+        try:
+            pods = self.kube.list("v1", "Pod", namespace=namespace or self.namespace, label_selector=selector)
+        except Exception as exc:  # the report is an aid; never hide the timeout behind it
+            return f"\npods ({selector}): could not be listed: {exc}"
+        if not pods:
+            return f"\npods ({selector}): none"
+        return "".join(f"\n{describe_pod(pod)}" for pod in pods)
+
+    def namespaces(self) -> list[str]:
+        """Every namespace this deployer put something in (for diagnostics)."""
+        with self.lock:
+            used = {key.split("/", 2)[1] for key in self.applied}
+        return sorted(used | {self.namespace})

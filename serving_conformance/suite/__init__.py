@@ -1,0 +1,1 @@
+"""The conformance tests users run: one module per behaviour (static/, engine/, cluster/)."""
