@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from serving_conformance.base.features import Feature
-from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources
+from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources, rollout, wiring
 from serving_conformance.rules.findings import Rule
 from serving_conformance.rules.schema import SCHEMA_VALID
 
@@ -77,6 +77,11 @@ VLLM_PORT = _static(ports.VLLM_PORT)
 GPU_WORKLOADS = _static(gpu.GPU_WORKLOADS)
 CANARY = _static(kserve.CANARY)
 NO_SCALE_TO_ZERO = _static(autoscaling.STANDARD_NO_SCALE_TO_ZERO)
+STRATEGY_VALID = _static(rollout.STRATEGY_VALID)
+CONTAINERS_COMPLETE = _static(rollout.CONTAINERS_COMPLETE)
+POD_WEBHOOK_REACH = _static(wiring.POD_WEBHOOK_REACH)
+GATEWAY_ACCEPTS_ROUTES = _static(wiring.GATEWAY_ACCEPTS_ROUTES)
+SECRET_REFS_RESOLVE = _static(wiring.SECRET_REFS_RESOLVE)
 SCHEMA = _static(SCHEMA_VALID)
 
 # --- engine: the manifests' vLLM command lines on a real local vLLM --------------------------------

@@ -23,7 +23,7 @@ from serving_conformance.behaviours import Layer
 from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
 from serving_conformance.gate import Place, decide, layer_of, required_features
-from serving_conformance.manifests.load import ManifestSet
+from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import KServeConfig, find_config
 from serving_conformance.platform.deploy import Deployer
 from serving_conformance.platform.endpoints import Endpoints

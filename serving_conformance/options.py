@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,11 @@ def add_options(parser: pytest.Parser) -> None:
         "--engine-version; results that need the expected version are then skipped, and the report says so",
     )
     group.addoption("--kserve-version", default=versions.KSERVE, help="KServe release under test (default: %(default)s)")
+    group.addoption("--gateway-api-version", default=None, metavar="VERSION",
+                    help=f"Gateway API release whose CRDs validate and are installed (default: the one the manifests' "
+                    f"own CRD kustomization pins, else {versions.GATEWAY_API})")
+    group.addoption("--gateway-api-channel", choices=("standard", "experimental"), default=None,
+                    help="Gateway API channel (default: the manifests' pin, else standard)")
     group.addoption("--kubernetes-version", default=versions.KUBERNETES,
                     help="Kubernetes release whose schemas validate core objects (default: %(default)s)")
     group.addoption("--kserve-namespace", default="kserve", help="namespace of the KServe controller (default: %(default)s)")
@@ -110,7 +116,8 @@ def _report_path(value: Path | None, here: Path) -> Path | None:
     return path
 
 
-def settings_from(config: pytest.Config) -> Settings:
+def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | None = None) -> Settings:
+    """The run's settings; `pins` are what the manifests pin themselves (a Gateway API release)."""
     option = config.option
     try:
         timeouts = from_environment_and(option.sc_timeouts)
@@ -128,6 +135,7 @@ def settings_from(config: pytest.Config) -> Settings:
             raise _usage(f"{name} must not be empty")
     here = Path(config.invocation_params.dir)
     dirs = manifests_dirs(config)
+    pinned_gateway = (pins or {}).get("gateway-api", (versions.GATEWAY_API, "standard"))
     return Settings(
         manifests_dir=dirs[0],
         manifests_dirs=dirs,
@@ -137,6 +145,8 @@ def settings_from(config: pytest.Config) -> Settings:
             kserve_version=option.kserve_version.lstrip("v"),
             kubernetes_version=option.kubernetes_version.lstrip("v"),
             gpu_slots=option.gpu_slots,
+            gateway_api_version=(option.gateway_api_version or pinned_gateway[0]).lstrip("v"),
+            gateway_api_channel=option.gateway_api_channel or pinned_gateway[1],
         ),
         kserve_namespace=option.kserve_namespace,
         namespace_prefix=option.namespace_prefix,

@@ -33,12 +33,14 @@ from serving_conformance.fixtures import (
     SETTINGS,
 )
 from serving_conformance.manifests.load import load_manifests
+from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
-from serving_conformance.options import MARKERS, add_options, settings_from
+from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from
 from serving_conformance.platform.session import ClusterSession
 from serving_conformance.report import ConformanceReport, tag_item
 from serving_conformance.rules.findings import RuleContext
+from serving_conformance.rules.schema import schema_known
 
 RUN_DIR_KEY = "sc_run_dir"
 RUN_ID_KEY = "sc_run_id"
@@ -56,22 +58,35 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.pluginmanager.register(fixtures, "serving-conformance-fixtures")
-    settings = settings_from(config)
+    manifests = load_manifests(list(manifests_dirs(config)))
+    settings = settings_from(config, manifests.pins)
     config.stash[SETTINGS] = settings
-    manifests = load_manifests(list(settings.manifests_dirs))
     config.stash[MANIFESTS] = manifests
-    config.stash[RULE_CONTEXT] = RuleContext(manifests, settings.expect, find_config(manifests))
+    context = RuleContext(manifests, settings.expect, find_config(manifests))
+    config.stash[RULE_CONTEXT] = context
+    note_schemaless(manifests, context)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:  # the controller (or the only process): owns the run and the report
         config.stash[RUN] = new_run()
         # SIGTERM (a CI cancel) goes through the same teardown as Ctrl-C.
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-        report = ConformanceReport(settings)
+        report = ConformanceReport(settings, manifests)
         config.stash[REPORT] = report
         config.pluginmanager.register(report, "sc-report")
     else:
         config.stash[RUN] = (Path(workerinput[RUN_DIR_KEY]), workerinput[RUN_ID_KEY])
+
+
+def note_schemaless(manifests: ManifestSet, context: RuleContext) -> None:
+    """Objects of kinds no schema here covers are not schema-validated: said once per kind."""
+    kinds: dict[str, int] = {}
+    for resource in manifests.resources:
+        if not schema_known(resource, context):
+            key = f"{resource.api_version} {resource.kind}"
+            kinds[key] = kinds.get(key, 0) + 1
+    for key, count in sorted(kinds.items()):
+        manifests.notices.append(f"{key}: no schema known here, {count} object(s) not schema-validated (not applicable)")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -118,13 +133,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         rule = behaviour.rule if behaviour is not None else None
         if rule is None:
             raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `manifest` without a static behaviour with a rule")
-        chosen = rule.select(manifests)
+        chosen = rule.select(metafunc.config.stash[RULE_CONTEXT])
         roots = ", ".join(str(r) for r in manifests.roots)
         _parametrize(metafunc, "manifest", chosen, [r.ident for r in chosen], f"{rule.nothing_to_check} ({roots})")
     if "workload" in names:
         select = _marker(metafunc, "workload", "workloads").args[0]
         hardware = behaviour is not None and behaviour.layer == Layer.CLUSTER
-        chosen = [w for w in all_workloads(manifests) if select(w)]
+        served_name = metafunc.config.stash[SETTINGS].expect.served_model_name
+        chosen = [w for w in all_workloads(manifests) if select(w, served_name)]
         params = [pytest.param(w, marks=[_hardware(needs_gpu(w.resource))] if hardware else []) for w in chosen]
         ids = [w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen]
         _parametrize(metafunc, "workload", params, ids, f"no {select.description} {where}")

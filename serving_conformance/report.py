@@ -24,6 +24,7 @@ import yaml
 from serving_conformance import __version__
 from serving_conformance.base.features import Substitution
 from serving_conformance.base.settings import PROFILES, Settings
+from serving_conformance.manifests.model import ManifestSet
 
 BEHAVIOUR = "sc.behaviour"
 TITLE = "sc.title"
@@ -32,6 +33,7 @@ SUBSTITUTIONS = "sc.substitutions"
 NOTE = "sc.note"
 OBSERVED = "sc.observed."
 MAX_REASON = 2000
+NOT_FOLLOWED_SHOWN = 12
 
 
 @dataclass
@@ -102,8 +104,9 @@ def _sentence(sub: dict[str, str]) -> str:
 class ConformanceReport:
     """pytest plugin object: collects results, writes the report, gates on required profiles."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, manifests: ManifestSet | None = None) -> None:
         self.settings = settings
+        self.manifests = manifests
         self.results: dict[str, TestResult] = {}
         self.observed: dict[str, str] = {}
         self.substitutions: dict[str, dict[str, str]] = {}
@@ -209,9 +212,11 @@ class ConformanceReport:
                 "kserve": expect.kserve_version,
                 "vllm": expect.engine_version,
                 "kubernetes": expect.kubernetes_version,
+                "gatewayApi": f"{expect.gateway_api_version} ({expect.gateway_api_channel})",
                 "servedModelName": expect.served_model_name,
             },
             "substitutions": [dict(s) for _, s in sorted(self.substitutions.items())],
+            **({"manifests": self.reading()} if self.manifests is not None else {}),
             "observed": dict(sorted(self.observed.items())),
             "result": overall,
         }
@@ -223,6 +228,20 @@ class ConformanceReport:
             "skipped": [{"test": t.nodeid, "reason": t.reason} for t in self.results.values() if t.outcome == "skip"],
         })
         return report
+
+    def reading(self) -> dict[str, Any]:
+        """How the manifests were read: what was not followed (and why), notices, declared pins."""
+        manifests = self.manifests
+        assert manifests is not None
+        return {
+            "objects": len(manifests.resources),
+            "files": len(manifests.files),
+            "rendered": sorted({manifests.relative(r.via) for r in manifests.resources if r.via is not None}),
+            "pins": {k: {"version": v, "channel": c} for k, (v, c) in sorted(manifests.pins.items())},
+            "notFollowed": [{"path": manifests.relative(p.path), **({"line": p.line} if p.line else {}),
+                             "reason": p.message} for p in manifests.not_followed],
+            "notices": list(manifests.notices),
+        }
 
     # --- ending -------------------------------------------------------------------------------
 
@@ -252,6 +271,16 @@ class ConformanceReport:
             terminalreporter.write_line(f"{profile['name']:<12} {profile['result']:<9}{required} {counts}")
         for sub in report["substitutions"]:
             terminalreporter.write_line(f"stand-in    {_sentence(sub)}", yellow=True)
+        reading = report.get("manifests") or {}
+        if reading.get("notFollowed"):
+            shown = reading["notFollowed"][:NOT_FOLLOWED_SHOWN]
+            terminalreporter.write_line(f"not followed: {len(reading['notFollowed'])} item(s) of the manifests "
+                                        f"(all in the report){':' if shown else ''}")
+            for entry in shown:
+                where = f"{entry['path']}:{entry['line']}" if "line" in entry else entry["path"]
+                terminalreporter.write_line(f"  {where}: {entry['reason']}")
+        for notice in reading.get("notices") or []:
+            terminalreporter.write_line(f"notice      {notice}", yellow=True)
         unmet = report["requiredProfilesUnmet"]
         if unmet:
             terminalreporter.write_line(f"required profile(s) not fully passed: {', '.join(unmet)}", red=True)

@@ -3,7 +3,8 @@
 import textwrap
 from pathlib import Path
 
-from serving_conformance.manifests.load import HELM_VALUES_KIND, load_manifests
+from serving_conformance.manifests.load import load_manifests
+from serving_conformance.manifests.model import HELM_VALUES_KIND
 from serving_conformance.manifests.platform_config import find_config
 
 DEPLOYMENT = """\
@@ -37,7 +38,7 @@ def test_a_kustomization_contributes_only_its_resources(tmp_path):
     write(tmp_path / "sub" / "x.yaml", DEPLOYMENT.format(name="in-sub"))
     manifests = load_manifests(tmp_path)
     assert sorted(r.name for r in manifests.resources) == ["in-sub", "listed"]
-    assert any("remote resource" in i.message for i in manifests.ignored)
+    assert any("remote resource" in i.message for i in manifests.not_followed)
 
 
 def test_a_missing_kustomization_resource_is_a_problem(tmp_path):

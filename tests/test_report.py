@@ -7,7 +7,7 @@ import yaml
 TESTS = """
 import pytest
 from serving_conformance import behaviours as B
-from serving_conformance.manifests.workloads import Selector
+from serving_conformance.manifests.design import Selector
 
 @pytest.mark.behaviour(B.MANIFESTS_PARSE)
 def test_ok():
@@ -18,7 +18,7 @@ def test_skipped():
     pytest.skip("schema not obtainable")
 
 @pytest.mark.behaviour(B.CPU_LIMIT_OVERRIDE)
-@pytest.mark.workloads(Selector("the CPU predictor", lambda w: w.resource.name == "qwen-cpu"))
+@pytest.mark.workloads(Selector("the CPU predictor", lambda w, name: w.resource.name == "qwen-cpu"))
 def test_broken(workload):
     assert False, "observed X, which matters because Y"
 """

@@ -12,7 +12,8 @@ import pytest
 from serving_conformance.base import versions
 from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.base.upstream import kserve_shipped_configmap
-from serving_conformance.manifests.load import Resource, load_manifests
+from serving_conformance.manifests.load import load_manifests
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.platform_config import configmap_for, find_config, read_config
 
 REPO = Path(__file__).resolve().parent.parent

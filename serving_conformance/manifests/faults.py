@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from serving_conformance.manifests.load import Resource, load_manifests, parse_documents
+from serving_conformance.manifests.load import load_manifests, parse_documents
+from serving_conformance.manifests.model import Resource
 
 
 class FaultError(ValueError):
@@ -33,12 +34,29 @@ class Fault:
     files: Mapping[str, str] = field(default_factory=dict)
     # The cluster behaviour this fault must make fail, where a cluster test uses it too.
     cluster: str | None = None
+    # Options the run needs for the fault to show (e.g. --gpu-slots=2).
+    options: tuple[str, ...] = ()
+    # Words the failure message must contain: the failure is the diagnosis, not any crash.
+    expect: tuple[str, ...] = ()
+
+    @property
+    def breaks_nothing(self) -> bool:
+        """A control that must leave the verdict as it is."""
+        return self.breaks == "none"
 
     @property
     def target_ident(self) -> str | None:
         if self.target_kind is None:
             return None
         return Resource({"kind": self.target_kind, "metadata": {"name": self.target_name}}, Path(), 0).ident
+
+    def is_target(self, ident: str) -> bool:
+        """Whether a test id's object is this fault's target (whatever namespace it renders into)."""
+        if self.target_ident is None:
+            return False
+        alias, _, name = self.target_ident.partition("/")
+        parts = ident.split("/")
+        return parts[0] == alias and parts[-1] == name
 
 
 def load_fault(path: Path) -> Fault:
@@ -53,6 +71,8 @@ def load_fault(path: Path) -> Fault:
         patch=tuple(data.get("patch") or ()),
         files=data.get("files") or {},
         cluster=data.get("cluster"),
+        options=tuple(str(o) for o in data.get("options") or ()),
+        expect=tuple(str(e) for e in data.get("expect") or ()),
     )
 
 

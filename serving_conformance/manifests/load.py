@@ -1,20 +1,26 @@
-"""Find and load the manifests under test.
+"""Find and load the manifests under test, the way a platform's GitOps tools would.
 
-A manifests directory is walked recursively. A directory holding a kustomization is read the way
-kustomize reads it (only its `resources`), every other directory contributes all of its YAML.
-Multi-document files, `kind: List`, and Helm values files of KServe's `kserve-resources` chart
-are understood. Nothing here raises on bad input: problems are collected with file and line so
-that each becomes one failing test.
+A manifests directory is scanned first: kustomizations are rendered by kustomize (roots only, see
+kustomize.py), the files they consume are not read as objects of their own, and every other YAML
+file contributes its documents (multi-document files, `kind: List`, Helm values of KServe's
+`kserve-resources` chart). What is not followed is listed with the reason: remote resources,
+Helm charts and templates, other charts' values, non-object documents, JSON files, Argo CD
+pointers. Nothing here raises on bad input: problems are collected with file and line so that each
+becomes one failing test.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from serving_conformance.manifests import kustomize
+from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
 
 try:  # the C loader is several times faster on large manifest sets
     _Loader: type = yaml.CSafeLoader
@@ -22,142 +28,30 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 YAML_SUFFIXES = (".yaml", ".yml")
-KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-HELM_VALUES_KIND = "HelmValues"
+KUSTOMIZATION_NAMES = kustomize.KUSTOMIZATION_NAMES
+# Kinds that point at manifests elsewhere (Argo CD): read, listed, not followed.
+POINTER_KINDS = {"Application": "argoproj.io", "ApplicationSet": "argoproj.io", "AppProject": "argoproj.io"}
+_GATEWAY_API_URL = re.compile(r"kubernetes-sigs/gateway-api/releases/download/v(\d+\.\d+\.\d+)/(standard|experimental)-install")
 
-# Short names used in test ids, e.g. "kserve/qwen-cpu".
-_KIND_ALIASES = {
-    "InferenceService": "kserve",
-    "Deployment": "deployment",
-    "StatefulSet": "statefulset",
-    "Service": "service",
-    "ConfigMap": "configmap",
-    "Secret": "secret",
-    "Gateway": "gateway",
-    "GatewayClass": "gatewayclass",
-    "HTTPRoute": "httproute",
-    "Namespace": "namespace",
-    HELM_VALUES_KIND: "helm-values",
-}
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One Kubernetes object (or Helm values document) and where it was written."""
-
-    body: Mapping[str, Any]
-    path: Path
-    line: int
-    pseudo_kind: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.pseudo_kind or str(self.body.get("kind", ""))
-
-    @property
-    def api_version(self) -> str:
-        return str(self.body.get("apiVersion", ""))
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def metadata(self) -> Mapping[str, Any]:
-        meta = self.body.get("metadata")
-        return meta if isinstance(meta, Mapping) else {}
-
-    @property
-    def name(self) -> str:
-        if self.pseudo_kind == HELM_VALUES_KIND:
-            return self.path.stem
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str | None:
-        namespace = self.metadata.get("namespace")
-        return str(namespace) if namespace else None
-
-    @property
-    def spec(self) -> Mapping[str, Any]:
-        spec = self.body.get("spec")
-        return spec if isinstance(spec, Mapping) else {}
-
-    @property
-    def ident(self) -> str:
-        alias = _KIND_ALIASES.get(self.kind, self.kind.lower())
-        return f"{alias}/{self.name}"
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}"
-
-
-@dataclass(frozen=True)
-class LoadProblem:
-    path: Path
-    line: int | None
-    message: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else str(self.path)
-
-
-@dataclass
-class ManifestSet:
-    roots: tuple[Path, ...]
-    files: list[Path] = field(default_factory=list)
-    resources: list[Resource] = field(default_factory=list)
-    problems: list[LoadProblem] = field(default_factory=list)
-    # Documents that are YAML but not objects the suite knows, with the reason.
-    ignored: list[LoadProblem] = field(default_factory=list)
-    _by_kind: dict[str, list[Resource]] = field(default_factory=dict, repr=False, compare=False)
-    _index_size: int = field(default=-1, repr=False, compare=False)
-
-    def of_kind(self, *kinds: str) -> list[Resource]:
-        # Rules ask this once per resource they judge: index by kind instead of scanning.
-        if self._index_size != len(self.resources):
-            self._by_kind = {}
-            for resource in self.resources:
-                self._by_kind.setdefault(resource.kind, []).append(resource)
-            self._index_size = len(self.resources)
-        return [r for kind in kinds for r in self._by_kind.get(kind, [])]
-
-    def find(self, kind: str, name: str, namespace: str | None = None) -> Resource | None:
-        """The object of this kind and name (in `namespace`, when one is given and it declares one)."""
-        return next((r for r in self.resources if r.kind == kind and r.name == name
-                     and (namespace is None or r.namespace in (None, namespace))), None)
-
-    @property
-    def root(self) -> Path:
-        return self.roots[0]
-
-    def relative(self, path: Path) -> str:
-        """`path` relative to the root it lies under (for test ids and messages)."""
-        for root in self.roots:
-            try:
-                return str(path.relative_to(root)) or path.name
-            except ValueError:
-                continue
-        return str(path)
+__all__ = ["HELM_VALUES_KIND", "LoadProblem", "ManifestSet", "Resource", "load_manifests", "parse_documents"]
 
 
 def load_manifests(roots: Path | Sequence[Path]) -> ManifestSet:
     """Load everything under each root (a directory or a single file)."""
     roots = (roots,) if isinstance(roots, Path) else tuple(roots)
-    loader = _Walker(ManifestSet(roots=roots))
+    walker = _Walker(ManifestSet(roots=roots))
     for root in roots:
-        before = len(loader.result.files)
+        before = len(walker.result.files)
         if not root.exists():
-            loader.result.problems.append(LoadProblem(root, None, "does not exist"))
+            walker.result.problems.append(LoadProblem(root, None, "does not exist"))
         elif root.is_file():
-            loader.load_file(root)
+            walker.load_file(root)
         else:
-            loader.walk(root)
-            if len(loader.result.files) == before and not any(p.path == root for p in loader.result.problems):
-                loader.result.problems.append(LoadProblem(root, None, "holds no YAML manifests (*.yaml, *.yml)"))
-    return loader.result
+            walker.load_tree(root)
+            if len(walker.result.files) == before and not any(p.path == root for p in walker.result.problems):
+                walker.result.problems.append(LoadProblem(root, None, "holds no YAML manifests (*.yaml, *.yml)"))
+    walker.note_duplicates()
+    return walker.result
 
 
 def parse_documents(text: str) -> Iterator[tuple[int, Any]]:
@@ -183,52 +77,153 @@ class _Walker:
     def __init__(self, result: ManifestSet) -> None:
         self.result = result
         self.seen: set[Path] = set()
+        self._renderer: list[str] | None | bool = False  # False: not looked for yet
 
-    def walk(self, directory: Path) -> None:
-        kustomization = next(
-            (directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()), None
-        )
-        if kustomization is not None:
-            self.follow_kustomization(kustomization)
-            return
-        try:
-            entries = sorted(directory.iterdir())
-        except OSError as exc:
-            self.result.problems.append(LoadProblem(directory, None, f"unreadable: {exc}"))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
+    # --- scanning -----------------------------------------------------------------------------
+
+    def scan(self, root: Path) -> tuple[list[Path], list[Path]]:
+        """(YAML files, kustomization directories) under `root`; charts, hidden directories and
+        JSON files are listed as not followed."""
+        files: list[Path] = []
+        kustomizations: list[Path] = []
+        stack = [root]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError as exc:
+                self.result.problems.append(LoadProblem(directory, None, f"unreadable: {exc}"))
                 continue
-            if entry.is_dir():
-                self.walk(entry)
-            elif entry.suffix in YAML_SUFFIXES:
-                self.load_file(entry)
+            names = {e.name for e in entries}
+            if "Chart.yaml" in names and directory != root:
+                self.chart(directory)
+                continue
+            if kustomize.kustomization_file(directory) is not None:
+                kustomizations.append(directory)
+            for entry in reversed(entries):
+                path = Path(entry.path)
+                if entry.name.startswith("."):
+                    if entry.name not in (".git",) and entry.is_dir():
+                        self.skip(path, "a hidden directory: not read")
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                elif path.suffix in YAML_SUFFIXES and entry.name not in KUSTOMIZATION_NAMES:
+                    files.append(path)
+                elif path.suffix == ".json":
+                    files.append(path)  # listed unless a kustomization consumes it
+        return sorted(files), sorted(kustomizations)
 
-    def follow_kustomization(self, path: Path) -> None:
+    def skip(self, path: Path, reason: str, line: int | None = None) -> None:
+        self.result.not_followed.append(LoadProblem(path, line, reason))
+
+    def chart(self, directory: Path) -> None:
+        """A Helm chart: its templates need helm; KServe's own values are read."""
+        self.skip(directory, "a Helm chart: its templates are not rendered (that needs helm and its values)")
+
+    # --- a tree -------------------------------------------------------------------------------
+
+    def load_tree(self, root: Path) -> None:
+        files, directories = self.scan(root)
+        tree: dict[Path, kustomize.Kustomization] = {}
+        for directory in directories:
+            path = kustomize.kustomization_file(directory)
+            assert path is not None
+            spec = self.kustomization_spec(path)
+            if spec is not None:
+                tree[directory.resolve()] = kustomize.read_kustomization(path, spec)
+        included = {d for k in tree.values() for d in k.dirs}
+        consumed = {f for k in tree.values() for f in k.files}
+        for k in tree.values():
+            for missing in k.missing:
+                self.result.problems.append(LoadProblem(k.path, None, f"lists {missing!r}, which does not exist"))
+        for directory, k in sorted(tree.items()):
+            if directory not in included:
+                self.render_root(k, tree)
+        for path in files:
+            resolved = path.resolve()
+            if resolved in consumed:
+                continue
+            if resolved.parent in tree:
+                self.skip(path, f"not listed by the kustomization beside it ({tree[resolved.parent].path.name}): "
+                                "not part of what it renders")
+            elif path.suffix == ".json":
+                self.skip(path, "a JSON file: not read (manifests are YAML)")
+            else:
+                self.load_file(path)
+
+    def kustomization_spec(self, path: Path) -> Mapping[str, Any] | None:
         documents = self.read_documents(path)
         if documents is None:
-            return
+            return None
         spec = documents[0][1] if documents else None
         if not isinstance(spec, Mapping):
             self.result.problems.append(LoadProblem(path, 1, "is not a kustomization mapping"))
+            return None
+        return spec
+
+    def renderer(self) -> list[str] | None:
+        if self._renderer is False:
+            self._renderer = kustomize.find_renderer()
+        return self._renderer or None
+
+    def render_root(self, root: kustomize.Kustomization, tree: Mapping[Path, kustomize.Kustomization]) -> None:
+        members = kustomize.closure(root, tree)
+        remote = [(k.path, r) for k in members for r in k.remote]
+        helm = [(k.path, h) for k in members for h in k.helm]
+        for path, url in remote:
+            self.skip(path, f"remote resource {url!r}: not fetched")
+            self.note_pin(url)
+        for path, chart in helm:
+            self.skip(path, f"Helm chart {chart!r} (helmCharts): not rendered (that needs helm)")
+        if remote or helm:
+            self.read_unrendered(members, "it needs what is not fetched here")
             return
-        entries = list(spec.get("resources") or []) + list(spec.get("bases") or [])
-        for entry in entries:
-            text = str(entry)
-            if "://" in text or text.startswith(("github.com/", "git@")):
-                self.result.ignored.append(
-                    LoadProblem(path, None, f"remote resource {text!r} is not followed")
-                )
-                continue
-            target = (path.parent / text).resolve()
-            if target.is_dir():
-                self.walk(target)
-            elif target.is_file():
-                self.load_file(target)
-            else:
-                self.result.problems.append(
-                    LoadProblem(path, None, f"lists resource {text!r}, which does not exist")
-                )
+        if any(k.missing for k in members):
+            return  # each missing entry is a problem already; kustomize would only repeat it
+        renderer = self.renderer()
+        if renderer is None:
+            self.result.problems.append(LoadProblem(
+                root.path, None, "cannot be rendered: no kustomize here (run `python -m serving_conformance.prepare`, "
+                "or put kustomize or kubectl on PATH)"))
+            return
+        try:
+            rendered = list(kustomize.render(root, renderer))
+        except kustomize.RenderError as exc:
+            self.result.problems.append(LoadProblem(root.path, None, f"kustomize cannot render it: {exc}"))
+            return
+        self.result.files.append(root.path)
+        for source, document in rendered:
+            self.add(source, self.line_of(source, document), document, via=root.path)
+
+    def read_unrendered(self, members: list[kustomize.Kustomization], why: str) -> None:
+        """A kustomization that cannot be rendered: its local files, as written (said so)."""
+        for k in members:
+            self.skip(k.path, f"not rendered ({why}): its local resources are read as written, without its "
+                              "namespace, patches or images")
+            for path in k.files:
+                if path.suffix in YAML_SUFFIXES and path in {(k.directory / str(e)).resolve()
+                                                             for e in k.spec.get("resources") or []}:
+                    self.load_file(path)
+
+    def line_of(self, source: Path, document: Mapping[str, Any]) -> int:
+        """Where the object starts in its source file (1 when it cannot be told)."""
+        meta = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
+        try:
+            for line, data in parse_documents(source.read_text(encoding="utf-8")):
+                if isinstance(data, Mapping) and data.get("kind") == document.get("kind") \
+                        and isinstance(data.get("metadata"), Mapping) and data["metadata"].get("name") == meta.get("name"):
+                    return line
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            pass
+        return 1
+
+    def note_pin(self, url: str) -> None:
+        match = _GATEWAY_API_URL.search(url)
+        if match:
+            self.result.pins["gateway-api"] = (match.group(1), match.group(2))
+
+    # --- files --------------------------------------------------------------------------------
 
     def read_documents(self, path: Path) -> list[tuple[int, Any]] | None:
         resolved = path.resolve()
@@ -244,6 +239,9 @@ class _Walker:
         try:
             return list(parse_documents(text))
         except yaml.YAMLError as exc:
+            if "{{" in text:  # a Go/Helm template: not YAML until rendered
+                self.skip(path, "a template ({{ ... }}): not rendered")
+                return None
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
@@ -255,22 +253,35 @@ class _Walker:
         for line, data in documents or []:
             self.add(path, line, data)
 
-    def add(self, path: Path, line: int, data: Any) -> None:
+    def add(self, path: Path, line: int, data: Any, via: Path | None = None) -> None:
         if data is None:
             return
         if is_kserve_helm_values(data):
-            self.result.resources.append(Resource(data, path, line, HELM_VALUES_KIND))
+            self.result.resources.append(Resource(data, path, line, HELM_VALUES_KIND, via))
             return
         if not isinstance(data, Mapping) or "kind" not in data or "apiVersion" not in data:
-            self.result.ignored.append(
-                LoadProblem(path, line, "not a Kubernetes object (no kind/apiVersion)")
-            )
+            reason = ("Helm values of another chart than KServe's: not read" if path.name.startswith("values")
+                      else "not a Kubernetes object (no kind/apiVersion)")
+            self.skip(path, reason, line)
             return
         if data["kind"] == "List":
             for item in data.get("items") or []:
-                self.add(path, line, item)
+                self.add(path, line, item, via)
             return
         if not isinstance(data.get("metadata"), Mapping) or not data["metadata"].get("name"):
             self.result.problems.append(LoadProblem(path, line, f"{data['kind']} has no metadata.name"))
             return
-        self.result.resources.append(Resource(data, path, line))
+        group = str(data.get("apiVersion", "")).rpartition("/")[0]
+        if POINTER_KINDS.get(str(data["kind"])) == group:
+            self.skip(path, f"Argo CD {data['kind']} {data['metadata']['name']}: its sources are not followed", line)
+        self.result.resources.append(Resource(data, path, line, via=via))
+
+    def note_duplicates(self) -> None:
+        seen: dict[tuple[str, str | None, str], Resource] = {}
+        for resource in self.result.resources:
+            key = (resource.kind, resource.namespace, resource.name)
+            first = seen.setdefault(key, resource)
+            if first is not resource and first.body != resource.body:
+                self.result.notices.append(
+                    f"{resource.kind} {resource.namespace or ''}/{resource.name} is declared twice, differently: "
+                    f"{first.where} and {resource.where}")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving_conformance.manifests.load import HELM_VALUES_KIND, ManifestSet, Resource
+from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.workloads import as_mapping
 
 CONFIGMAP_NAME = "inferenceservice-config"

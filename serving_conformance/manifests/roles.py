@@ -9,7 +9,7 @@ they are deployed there, labelled with the run, and removed by that label.
 
 from __future__ import annotations
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.platform_config import is_kserve_config
 
 PLATFORM_KINDS = frozenset({

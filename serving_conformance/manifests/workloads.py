@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from serving_conformance.manifests.load import ManifestSet, Resource
+from serving_conformance.manifests.model import ManifestSet, Resource
 
 KSERVE_CONTAINER = "kserve-container"
 KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")
@@ -27,6 +27,8 @@ _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 OCI_DIGEST_URI = re.compile(r"^oci://[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$")
 _VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+)?)")
 # Boolean vLLM flags that never take a value; needed to tell a flag from a positional model.
+# Options that take one or more values (argparse nargs="+"): `--served-model-name a b`.
+_VLLM_MANY_VALUES = frozenset({"--served-model-name"})
 _VLLM_BOOLEAN_FLAGS = frozenset(
     {
         "--enforce-eager",
@@ -203,6 +205,12 @@ class VllmArgs:
                 if "=" in token:
                     key, value = token.split("=", 1)
                     options.append((key, value))
+                elif token in _VLLM_MANY_VALUES:
+                    values = []
+                    while i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
+                        values.append(tokens[i + 1])
+                        i += 1
+                    options.append((token, " ".join(values) or None))
                 elif (
                     token not in _VLLM_BOOLEAN_FLAGS
                     and i + 1 < len(tokens)
@@ -296,12 +304,32 @@ class Workload:
         return [c for c in self.containers if c.is_vllm]
 
     @property
-    def strategy_type(self) -> str:
+    def strategy(self) -> Mapping[str, Any]:
         if self.is_kserve:
-            strategy = as_mapping(self.pod.get("deploymentStrategy"))
-        else:
-            strategy = as_mapping(self.resource.spec.get("strategy"))
-        return str(strategy.get("type") or "RollingUpdate")
+            return as_mapping(self.pod.get("deploymentStrategy"))
+        return as_mapping(self.resource.spec.get("strategy"))
+
+    @property
+    def strategy_type(self) -> str:
+        return str(self.strategy.get("type") or "RollingUpdate")
+
+    @property
+    def replicas(self) -> int:
+        """Pods in steady state: a Deployment's replicas, a KServe component's minReplicas (KServe
+        raises anything below 1 to 1); 1 where neither is written."""
+        value = self.pod.get("minReplicas") if self.is_kserve else self.resource.spec.get("replicas")
+        try:
+            return max(1, int(str(value))) if value is not None else 1
+        except ValueError:
+            return 1
+
+    def rollout_bounds(self) -> tuple[int, int]:
+        """(maxSurge, maxUnavailable) in pods for a RollingUpdate, as the Deployment controller
+        resolves them: percentages of the replicas, surge rounded up, unavailable rounded down;
+        both default to 25% (Kubernetes' and KServe's default)."""
+        rolling = as_mapping(self.strategy.get("rollingUpdate"))
+        return (_resolve(rolling.get("maxSurge", "25%"), self.replicas, up=True),
+                _resolve(rolling.get("maxUnavailable", "25%"), self.replicas, up=False))
 
     @property
     def gpus(self) -> int:
@@ -324,7 +352,35 @@ class Workload:
         return str(uri) if uri else None
 
 
+def _resolve(value: object, replicas: int, up: bool) -> int:
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1]) * replicas / 100
+            return int(-(-share // 1)) if up else int(share // 1)
+        return int(text)
+    except ValueError:
+        return 0
+
+
+# Templates KServe turns into containers: a runtime's spec is pod-like; an LLMInferenceService
+# carries pod specs under template and worker, and under prefill.
+RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
+LLM_ISVC_TEMPLATES = (("template",), ("worker",), ("prefill", "template"), ("prefill", "worker"))
+
+
 def workloads_of(resource: Resource) -> list[Workload]:
+    if resource.kind in RUNTIME_KINDS:
+        return [Workload(resource, "runtime", resource.spec)]
+    if resource.kind == "LLMInferenceService":
+        found = []
+        for path in LLM_ISVC_TEMPLATES:
+            node: Any = resource.spec
+            for key in path:
+                node = as_mapping(node).get(key)
+            if isinstance(node, Mapping):
+                found.append(Workload(resource, ".".join(path), node))
+        return found
     if resource.kind == "InferenceService":
         return [
             Workload(resource, component, as_mapping(resource.spec.get(component)))
@@ -367,50 +423,6 @@ def served_name_of(workload: Workload) -> str | None:
 
 
 @dataclass(frozen=True)
-class Selector:
-    """Which workloads a test is parametrized by (an object, not a function: pytest would take a
-    bare function passed to a marker for the decorated test)."""
-
-    description: str
-    matches: Callable[[Workload], bool]
-
-    def __call__(self, workload: Workload) -> bool:
-        return self.matches(workload)
-
-
-VLLM_WORKLOADS = Selector("vLLM workload", runs_vllm)
-API_KEY_WORKLOADS = Selector("vLLM workload that takes VLLM_API_KEY", takes_api_key)
-
-
-def _kserve_predictor(workload: Workload) -> bool:
-    return workload.is_kserve and workload.component == "predictor"
-
-
-def _limited_predictor(workload: Workload) -> bool:
-    container = workload.serving_container
-    return _kserve_predictor(workload) and container is not None and bool(container.limits())
-
-
-def _modelcar_predictor(workload: Workload) -> bool:
-    return _kserve_predictor(workload) and str(workload.storage_uri or "").startswith("oci://")
-
-
-def _raw_vllm(workload: Workload) -> bool:
-    return not workload.is_kserve and runs_vllm(workload)
-
-
-def _kserve_vllm(workload: Workload) -> bool:
-    return _kserve_predictor(workload) and runs_vllm(workload)
-
-
-KSERVE_PREDICTORS = Selector("InferenceService predictor", _kserve_predictor)
-KSERVE_VLLM_PREDICTORS = Selector("InferenceService predictor running vLLM", _kserve_vllm)
-LIMITED_PREDICTORS = Selector("InferenceService predictor with resource limits", _limited_predictor)
-MODELCAR_PREDICTORS = Selector("InferenceService predictor using an oci:// modelcar", _modelcar_predictor)
-RAW_VLLM = Selector("raw vLLM Deployment", _raw_vllm)
-
-
-@dataclass(frozen=True)
 class ResourceSelector:
     """Which resources a test is parametrized by, and which resources each one brings along
     (whose hardware needs decide its cpu or gpu marker)."""
@@ -435,20 +447,3 @@ def split_backends(route: Resource, manifests: ManifestSet) -> list[tuple[Resour
                 result.append((isvc, service, int(backend.get("weight", 1))))
             return result
     return []
-
-
-def _is_canary(resource: Resource, manifests: ManifestSet) -> bool:
-    if resource.kind == "HTTPRoute":
-        return bool(split_backends(resource, manifests))
-    return resource.kind == "InferenceService" and any("canaryTrafficPercent" in w.pod for w in workloads_of(resource))
-
-
-def _canary_involves(resource: Resource, manifests: ManifestSet) -> list[Resource]:
-    if resource.kind == "HTTPRoute":
-        return [isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None]
-    return [resource]
-
-
-CANARIES = ResourceSelector(
-    "canary (a weighted HTTPRoute over InferenceServices, or canaryTrafficPercent)", _is_canary, _canary_involves
-)

@@ -19,7 +19,7 @@ from typing import Any
 from serving_conformance.cluster.conditions import deployment_available as _available
 from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
-from serving_conformance.manifests.load import ManifestSet, Resource
+from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
 

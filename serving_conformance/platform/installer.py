@@ -38,7 +38,7 @@ from serving_conformance.base.upstream import (
 from serving_conformance.cluster.base import Cluster, Component, Provider, ProviderError
 from serving_conformance.cluster.conditions import deployment_available
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
-from serving_conformance.manifests.load import HELM_VALUES_KIND, ManifestSet, Resource
+from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, is_kserve_config, read_config
 from serving_conformance.manifests.roles import is_platform
 
@@ -177,7 +177,9 @@ class Installer:
         self.kube.wait_crds_established(crds, self.settings.timeouts.crd_established)
 
     def install_gateway_api_crds(self) -> None:
-        self.install_crds(gateway_api_crds(versions.GATEWAY_API), f"Gateway API {versions.GATEWAY_API} CRDs")
+        expect = self.settings.expect
+        self.install_crds(gateway_api_crds(expect.gateway_api_version, expect.gateway_api_channel),
+                          f"Gateway API {expect.gateway_api_version} ({expect.gateway_api_channel}) CRDs")
 
     def install_release(self, name: str) -> list[dict[str, Any]]:
         url = RELEASE_URLS[name]

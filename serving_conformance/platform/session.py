@@ -17,7 +17,7 @@ from serving_conformance.base.proc import file_lock
 from serving_conformance.base.settings import Settings
 from serving_conformance.cluster.base import Cluster, Feature, ProviderError
 from serving_conformance.cluster.kube import Kube
-from serving_conformance.manifests.load import ManifestSet
+from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
 

@@ -10,7 +10,7 @@ replicas: 0 means nothing ever serves.
 
 from __future__ import annotations
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.workloads import as_mapping, workloads_of
 from serving_conformance.rules.common import is_isvc, standard_mode
 from serving_conformance.rules.findings import Finding, Rule, RuleContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from serving_conformance.base.quantity import QuantityError, parse_quantity
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.platform_config import STANDARD_MODES, KServeConfig
 from serving_conformance.manifests.workloads import Container, Workload, as_mapping, workloads_of
 

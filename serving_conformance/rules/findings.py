@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from serving_conformance.base.settings import Expectations
-from serving_conformance.manifests.load import ManifestSet, Resource
+from serving_conformance.manifests.model import ManifestSet, Resource
 
 if TYPE_CHECKING:
     from serving_conformance.manifests.platform_config import KServeConfig
@@ -39,9 +39,12 @@ class Rule:
     check: Callable[[Resource, RuleContext], list[Finding]]
     # Said when nothing under the manifests directory is something this rule applies to.
     nothing_to_check: str
+    # Whether a resource the rule applies to matters here, given all the manifests (e.g. only
+    # the design's paths, not other models' workloads).
+    in_context: Callable[[Resource, RuleContext], bool] = lambda resource, context: True
 
-    def select(self, manifests: ManifestSet) -> list[Resource]:
-        return [r for r in manifests.resources if self.applies(r)]
+    def select(self, context: RuleContext) -> list[Resource]:
+        return [r for r in context.manifests.resources if self.applies(r) and self.in_context(r, context)]
 
     def failure_message(self, resource: Resource, findings: list[Finding]) -> str:
         lines = [f"{self.id}: {resource.ident} ({resource.where}) breaks '{self.title}'"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.rules.common import vllm_containers
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
-
-# --- GPUs -------------------------------------------------------------------------------------
 
 
 def _runs_vllm_gpu(resource: Resource) -> bool:
@@ -32,28 +30,39 @@ def _check_gpu(resource: Resource, ctx: RuleContext) -> list[Finding]:
         if workload.label in checked:
             continue
         checked.add(workload.label)
-        gpus = workload.gpus
-        if gpus and 2 * gpus > ctx.expect.gpu_slots and workload.strategy_type != "Recreate":
-            findings.append(
-                Finding(
-                    found=(
-                        f"{workload.label} uses the {workload.strategy_type} strategy with {gpus} GPU(s) "
-                        f"per pod on {ctx.expect.gpu_slots} GPU slot(s)"
-                    ),
-                    effect="a rolling update needs a second pod's GPUs at once: the new pod stays Pending and the rollout never finishes",
-                    fix=(
-                        "set deploymentStrategy.type: Recreate"
-                        if workload.is_kserve
-                        else "set spec.strategy.type: Recreate"
-                    ),
-                )
-            )
+        findings += _rollout(workload, ctx.expect.gpu_slots)
     return findings
+
+
+def _rollout(workload, slots: int) -> list[Finding]:
+    """Whether the workload's pods, and a rollout of them, fit in the GPU slots there are."""
+    gpus, replicas = workload.gpus, workload.replicas
+    if not gpus:
+        return []
+    field = "deploymentStrategy" if workload.is_kserve else "spec.strategy"
+    if replicas * gpus > slots:
+        return [Finding(
+            found=f"{workload.label} runs {replicas} replica(s) with {gpus} GPU(s) each on {slots} GPU slot(s)",
+            effect="not every replica can be scheduled: some stay Pending for good",
+            fix=f"run at most {slots // gpus} replica(s), or pass the real --gpu-slots",
+        )]
+    if workload.strategy_type == "Recreate":
+        return []
+    surge, unavailable = workload.rollout_bounds()
+    peak = (replicas + surge) * gpus
+    if unavailable == 0 and peak > slots:
+        return [Finding(
+            found=(f"{workload.label} rolls out with {workload.strategy_type} (maxSurge {surge}, maxUnavailable 0): "
+                   f"{replicas} replica(s) plus {surge} surge pod(s) need {peak} GPU(s) at once on {slots} GPU slot(s)"),
+            effect="the surge pod stays Pending and no old pod may stop first: the rollout never finishes",
+            fix=f"set {field}.type: Recreate, or rollingUpdate.maxUnavailable of at least 1 (maxSurge 0)",
+        )]
+    return []
 
 
 GPU_WORKLOADS = Rule(
     id="gpu-workloads",
-    title="GPU workloads request nvidia.com/gpu and use Recreate where only one GPU slot exists",
+    title="GPU workloads request nvidia.com/gpu and their replicas and rollouts fit in the GPU slots",
     applies=_runs_vllm_gpu,
     check=_check_gpu,
     nothing_to_check="no GPU vLLM workload in the manifests",

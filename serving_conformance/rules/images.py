@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.design import design_paths, is_design_path
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.workloads import workloads_of
-from serving_conformance.rules.common import has_workload, serves_vllm, vllm_containers
+from serving_conformance.rules.common import has_workload, serves_vllm
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
 # --- Images -----------------------------------------------------------------------------------
@@ -41,41 +42,55 @@ IMAGES_PINNED = Rule(
 
 
 
+def _is_design_path(resource: Resource, ctx: RuleContext) -> bool:
+    return any(is_design_path(w, ctx.expect.served_model_name) for w in workloads_of(resource))
+
+
+def _others_serving(resource: Resource, ctx: RuleContext) -> str:
+    """The other design paths and the names they serve, for a message."""
+    others = [w for w in design_paths(ctx.manifests, ctx.expect.served_model_name) if w.resource is not resource]
+    described = [f"{w.resource.ident} serves {w.serving_container.vllm.served_model_names}" for w in others
+                 if w.serving_container is not None]
+    return "; ".join(described[:4]) or "no other path serves this model"
+
+
 def _check_engine(resource: Resource, ctx: RuleContext) -> list[Finding]:
     findings = []
     expect = ctx.expect
-    for workload, container in vllm_containers(resource):
+    for workload in workloads_of(resource):
+        if not is_design_path(workload, expect.served_model_name):
+            continue
+        container = workload.serving_container
+        assert container is not None  # a design path runs vLLM
         version = container.image.version
         if version != expect.engine_version:
-            findings.append(
-                Finding(
-                    found=f"{workload.label} runs vLLM image {container.image.reference!r} (version {version or 'unknown'})",
-                    effect=(
-                        f"the raw-vLLM control and the KServe path would not run the same engine "
-                        f"(expected vLLM {expect.engine_version}), so comparing them measures the engine, not the serving layer"
-                    ),
-                    fix=f"use the vLLM {expect.engine_version} image on every path, or pass --engine-version",
-                )
-            )
+            findings.append(Finding(
+                found=f"{workload.label} runs vLLM image {container.image.reference!r} (version {version or 'unknown'})",
+                effect=(
+                    f"the paths serving this model would not run the same engine (expected vLLM "
+                    f"{expect.engine_version}), so comparing them measures the engine, not the serving layer"
+                ),
+                fix=f"use the vLLM {expect.engine_version} image on every path of this model, or pass --engine-version",
+            ))
         names = container.vllm.served_model_names
         if expect.served_model_name not in names:
-            findings.append(
-                Finding(
-                    found=f"{workload.label} serves model name(s) {names}",
-                    effect=(
-                        f"clients asking for {expect.served_model_name!r} get 404 from this path; "
-                        "the two paths are not serving the same model name"
-                    ),
-                    fix=f"pass --served-model-name={expect.served_model_name}",
-                )
-            )
+            findings.append(Finding(
+                found=f"{workload.label} serves model name(s) {names} ({_others_serving(resource, ctx)})",
+                effect=(
+                    f"clients use the name {expect.served_model_name!r} (--served-model-name): asking this path "
+                    "for it answers 404, so the paths serving this model do not serve the same name"
+                ),
+                fix=f"serve it as {expect.served_model_name} (--served-model-name={expect.served_model_name}), "
+                    "or pass the name clients really use with --served-model-name",
+            ))
     return findings
 
 
 ENGINE_IDENTICAL = Rule(
     id="engine-identical",
-    title="the raw and KServe paths run the same vLLM version and serve the same model name",
+    title="the paths serving the design's model (KServe and raw vLLM) run the same vLLM version and serve the same name",
     applies=serves_vllm,
+    in_context=_is_design_path,
     check=_check_engine,
-    nothing_to_check="no vLLM container in the manifests",
+    nothing_to_check="no vLLM workload serving the design's model in the manifests",
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.design import is_kserve_canary_route
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.platform_config import STANDARD_MODES, is_kserve_config, read_config
 from serving_conformance.manifests.workloads import (
     KSERVE_CONTAINER,
@@ -237,11 +238,53 @@ def _check_platform(resource: Resource, ctx: RuleContext) -> list[Finding]:
     return findings
 
 
+KSERVE_CHART = "kserve-resources"
+
+
+def _kserve_chart_sources(resource: Resource) -> list[dict]:
+    """The sources of an Argo CD Application that install KServe's kserve-resources chart."""
+    if resource.kind != "Application" or not resource.api_version.startswith("argoproj.io/"):
+        return []
+    sources = [as_mapping(resource.spec.get("source"))] + [as_mapping(s) for s in as_list(resource.spec.get("sources"))]
+    return [dict(s) for s in sources if s.get("chart") == KSERVE_CHART or KSERVE_CHART in str(s.get("path") or "")]
+
+
+def _check_argo_values(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    """An Application's KServe values files ($ref/path into this repository) must exist: with
+    ignoreMissingValueFiles a missing one silently leaves the chart's defaults."""
+    findings = []
+    for source in _kserve_chart_sources(resource):
+        helm = as_mapping(source.get("helm"))
+        for value_file in as_list(helm.get("valueFiles")):
+            text = str(value_file)
+            if not text.startswith("$"):
+                continue
+            relative = text.split("/", 1)[1] if "/" in text else ""
+            if any((root / relative).is_file() for root in ctx.manifests.roots):
+                continue
+            silent = bool(helm.get("ignoreMissingValueFiles"))
+            findings.append(Finding(
+                found=f"Argo CD Application {resource.name} installs {KSERVE_CHART} with values {text!r}, "
+                      f"which is not in the repository ({', '.join(str(r) for r in ctx.manifests.roots)})",
+                effect=("with ignoreMissingValueFiles the chart's defaults are deployed (Knative mode, no Gateway "
+                        "API, Istio virtual hosts on), whatever the platform's values say" if silent
+                        else "Argo CD cannot render the chart: KServe is not synced"),
+                fix="point valueFiles at the platform's KServe values file",
+            ))
+    return findings
+
+
+def _judge_platform(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    if _kserve_chart_sources(resource):
+        return _check_argo_values(resource, ctx)
+    return _check_platform(resource, ctx)
+
+
 PLATFORM_CONFIG = Rule(
     id="kserve-platform-config",
     title="KServe runs in Standard mode with the Gateway API on a named gateway, Istio virtual hosts off and the modelcar on",
-    applies=is_kserve_config,
-    check=_check_platform,
+    applies=lambda resource: is_kserve_config(resource) or bool(_kserve_chart_sources(resource)),
+    check=_judge_platform,
     nothing_to_check="no inferenceservice-config ConfigMap or kserve-resources Helm values in the manifests",
 )
 
@@ -318,8 +361,9 @@ def _check_canary(resource: Resource, ctx: RuleContext) -> list[Finding]:
 
 CANARY = Rule(
     id="canary-split-works-in-standard-mode",
-    title="a canary is a weighted split that Standard mode honours, with traffic to every revision",
+    title="a KServe canary is a weighted split that Standard mode honours, with traffic to every revision",
     applies=_declares_canary,
+    in_context=lambda resource, ctx: resource.kind != "HTTPRoute" or is_kserve_canary_route(resource, ctx.manifests),
     check=_check_canary,
     nothing_to_check="no canary (canaryTrafficPercent or a weighted HTTPRoute) in the manifests",
 )

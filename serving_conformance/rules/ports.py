@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.workloads import (
     KSERVE_DEFAULT_PORT,
     VLLM_DEFAULT_PORT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from serving_conformance.base.quantity import parse_quantity
-from serving_conformance.manifests.load import Resource
+from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.workloads import workloads_of
 from serving_conformance.rules.common import is_isvc, quantity, vllm_containers
 from serving_conformance.rules.findings import Finding, Rule, RuleContext

@@ -49,6 +49,7 @@ KWOK_MODULE = "sigs.k8s.io/kwok"
 KSERVE_MODULE = "github.com/kserve/kserve"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
 
 
 class BuildError(RuntimeError):
@@ -170,12 +171,31 @@ def etcd_component() -> GoComponent:
     )
 
 
+def kustomize_component() -> GoComponent:
+    """kustomize, the version kubectl of the pinned Kubernetes embeds: renders the manifests'
+    kustomizations the way the platform's tools do (a small build, about a minute)."""
+    version = f"v{versions.KUSTOMIZE}"
+    return GoComponent(
+        name="kustomize",
+        module=KUSTOMIZE_MODULE,
+        version=version,
+        tools=(("kustomize", KUSTOMIZE_MODULE),),
+        ldflags_x=(("sigs.k8s.io/kustomize/api/provenance.buildDate", "unknown"),
+                   ("sigs.k8s.io/kustomize/api/provenance.version", f"kustomize/{version}")),
+    )
+
+
 def go_components() -> tuple[GoComponent, ...]:
-    # Cheapest first, so a broken setup fails before the long builds.
+    """The local testbed's components. Cheapest first, so a broken setup fails before the long builds."""
     return (etcd_component(), kwok_component(), kubernetes_component(), kserve_component())
 
 
+def all_components() -> tuple[GoComponent, ...]:
+    return (*go_components(), kustomize_component())
+
+
 COMPONENT_NAMES = tuple(c.name for c in go_components())
+ALL_NAMES = tuple(c.name for c in all_components())
 
 
 # --- running commands -------------------------------------------------------------------
@@ -359,9 +379,11 @@ def _render_wrapper_gomod(component: GoComponent) -> str:
     return "\n".join(lines)
 
 
-def sync_wrappers(log: Log = progress) -> None:
+def sync_wrappers(log: Log = progress, names: Sequence[str] = ()) -> None:
     """Rewrite each toolchain/<name>/go.mod for the pinned version and refresh go.sum (network)."""
-    for component in go_components():
+    for component in all_components():
+        if names and component.name not in names:
+            continue
         component.wrapper_dir.mkdir(parents=True, exist_ok=True)
         log(f"syncing toolchain/{component.name} for {component.module} {component.version}")
         (component.wrapper_dir / "go.mod").write_text(_render_wrapper_gomod(component))
@@ -411,7 +433,7 @@ def _key(component: GoComponent) -> str:
 
 def missing_components(names: Sequence[str] = COMPONENT_NAMES) -> list[str]:
     """The components not built yet (nothing is built here)."""
-    return [c.name for c in go_components() if c.name in names
+    return [c.name for c in all_components() if c.name in names
             and not proc.is_done(bin_root() / c.dir_name, _key(c), c.binaries)]
 
 
@@ -454,7 +476,7 @@ def ensure_components(
 ) -> dict[str, ComponentResult]:
     """Build or reuse the named components; returns each one's result, in build order."""
     results: dict[str, ComponentResult] = {}
-    for component in go_components():
+    for component in all_components():
         if component.name in names:
             results[component.name] = _ensure_go_component(
                 component, force=component.name in force, log=log
@@ -485,19 +507,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Build the local testbed's binaries into the cache (only what is missing).",
     )
     parser.add_argument("components", nargs="*", metavar="COMPONENT",
-                        help=f"some of {', '.join(COMPONENT_NAMES)} (default: all)")
+                        help=f"some of {', '.join(ALL_NAMES)} (default: the testbed's)")
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     parser.add_argument("--sync-wrappers", action="store_true",
                         help="rewrite toolchain/*/go.mod and go.sum for the pinned versions, then exit")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.components) - set(COMPONENT_NAMES))
+    unknown = sorted(set(args.components) - set(ALL_NAMES))
     if unknown:
         parser.error(
-            f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}"
+            f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(ALL_NAMES)}"
         )
     try:
         if args.sync_wrappers:
-            sync_wrappers()
+            sync_wrappers(names=args.components)
             return 0
         names = tuple(args.components) or COMPONENT_NAMES
         results = ensure_components(names, force=names if args.force else ())
@@ -514,3 +536,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def ensure_kustomize(log: Log = progress) -> Path:
+    """The kustomize binary, built from its module on first use."""
+    return ensure_components(("kustomize",), log=log)["kustomize"].directory / "kustomize"
+
+
+def cached_kustomize() -> Path | None:
+    component = kustomize_component()
+    directory = bin_root() / component.dir_name
+    return directory / "kustomize" if proc.is_done(directory, _key(component), component.binaries) else None

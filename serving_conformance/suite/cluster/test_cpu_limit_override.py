@@ -13,7 +13,8 @@ import pytest
 from serving_conformance import behaviours as B
 from serving_conformance.base.quantity import parse_quantity
 from serving_conformance.checks import Ref, WaitTimeout
-from serving_conformance.manifests.workloads import KSERVE_CONTAINER, LIMITED_PREDICTORS
+from serving_conformance.manifests.design import LIMITED_PREDICTORS
+from serving_conformance.manifests.workloads import KSERVE_CONTAINER
 
 pytestmark = [pytest.mark.behaviour(B.CPU_LIMIT_OVERRIDE), pytest.mark.workloads(LIMITED_PREDICTORS)]
 

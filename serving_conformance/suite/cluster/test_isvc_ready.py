@@ -8,8 +8,8 @@ import pytest
 
 from serving_conformance import behaviours as B
 from serving_conformance.checks import describe_conditions, is_true
+from serving_conformance.manifests.design import KSERVE_PREDICTORS
 from serving_conformance.manifests.platform_config import render_host
-from serving_conformance.manifests.workloads import KSERVE_PREDICTORS
 
 pytestmark = [pytest.mark.behaviour(B.ISVC_READY), pytest.mark.workloads(KSERVE_PREDICTORS)]
 

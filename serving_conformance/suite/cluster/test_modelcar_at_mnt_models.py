@@ -14,7 +14,8 @@ from kubernetes.client.exceptions import ApiException
 from serving_conformance import behaviours as B
 from serving_conformance.base.features import Feature
 from serving_conformance.checks import Ref, assert_serves_model
-from serving_conformance.manifests.workloads import KSERVE_CONTAINER, MODELCAR_PREDICTORS, OCI_DIGEST_URI
+from serving_conformance.manifests.design import MODELCAR_PREDICTORS
+from serving_conformance.manifests.workloads import KSERVE_CONTAINER, OCI_DIGEST_URI
 
 pytestmark = [pytest.mark.behaviour(B.MODELCAR_AT_MNT_MODELS), pytest.mark.workloads(MODELCAR_PREDICTORS)]
 VOLUME = "kserve-provision-location"

@@ -8,9 +8,9 @@ import pytest
 
 from serving_conformance import behaviours as B
 from serving_conformance.checks import assert_serves_model
-from serving_conformance.manifests.workloads import KSERVE_VLLM_PREDICTORS
+from serving_conformance.manifests.design import KSERVE_PREDICTORS
 
-pytestmark = [pytest.mark.behaviour(B.SERVED_MODEL_NAME), pytest.mark.workloads(KSERVE_VLLM_PREDICTORS)]
+pytestmark = [pytest.mark.behaviour(B.SERVED_MODEL_NAME), pytest.mark.workloads(KSERVE_PREDICTORS)]
 
 
 def test_models_are_listed_through_the_gateway(workload, deployer, endpoints, conformance_settings):

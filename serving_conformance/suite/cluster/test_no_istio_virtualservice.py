@@ -16,7 +16,7 @@ import pytest
 from serving_conformance import behaviours as B
 from serving_conformance.base.features import Feature
 from serving_conformance.checks import Ref, WaitTimeout, describe_conditions, has_route_parents
-from serving_conformance.manifests.workloads import KSERVE_PREDICTORS
+from serving_conformance.manifests.design import KSERVE_PREDICTORS
 
 pytestmark = [pytest.mark.behaviour(B.NO_ISTIO), pytest.mark.workloads(KSERVE_PREDICTORS)]
 ROUTE_API = "gateway.networking.k8s.io/v1"

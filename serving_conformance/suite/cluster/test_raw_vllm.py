@@ -9,7 +9,8 @@ import pytest
 
 from serving_conformance import behaviours as B
 from serving_conformance.checks import assert_api_key_enforced, assert_engine_version, assert_serves_model, chat
-from serving_conformance.manifests.workloads import API_KEY_WORKLOADS, RAW_VLLM, as_list, as_mapping, served_name_of
+from serving_conformance.manifests.design import API_KEY_WORKLOADS, RAW_VLLM
+from serving_conformance.manifests.workloads import as_list, as_mapping, served_name_of
 
 
 def raw_endpoint(workload, deployer, endpoints, conformance_settings, with_key=True):

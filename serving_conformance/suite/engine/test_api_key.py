@@ -4,7 +4,7 @@ import pytest
 
 from serving_conformance import behaviours as B
 from serving_conformance.checks import Endpoint, assert_api_key_enforced
-from serving_conformance.manifests.workloads import API_KEY_WORKLOADS
+from serving_conformance.manifests.design import API_KEY_WORKLOADS
 
 
 @pytest.mark.behaviour(B.ENGINE_API_KEY)

@@ -16,9 +16,10 @@ from serving_conformance.checks import (
     parse_fingerprint,
     stream_fingerprints,
 )
-from serving_conformance.manifests.workloads import VLLM_WORKLOADS, served_name_of
+from serving_conformance.manifests.design import DESIGN_VLLM
+from serving_conformance.manifests.workloads import served_name_of
 
-pytestmark = [pytest.mark.workloads(VLLM_WORKLOADS)]
+pytestmark = [pytest.mark.workloads(DESIGN_VLLM)]
 
 
 def endpoint_of(local_vllm) -> Endpoint:

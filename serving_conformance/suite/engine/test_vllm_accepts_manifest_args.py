@@ -6,11 +6,11 @@ Option names are compared exactly: argparse would accept `--served-model-nam` as
 import pytest
 
 from serving_conformance import behaviours as B
-from serving_conformance.manifests.workloads import VLLM_WORKLOADS
+from serving_conformance.manifests.design import DESIGN_VLLM
 
 
 @pytest.mark.behaviour(B.VLLM_ARGS_PARSE)
-@pytest.mark.workloads(VLLM_WORKLOADS)
+@pytest.mark.workloads(DESIGN_VLLM)
 def test_vllm_parser_accepts_the_container_args(workload, vllm_arg_check):
     for container in workload.vllm_containers:
         result = vllm_arg_check[tuple(container.vllm_tokens)]

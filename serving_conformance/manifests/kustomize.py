@@ -1,0 +1,165 @@
+"""Kustomizations, rendered the way the platform's tools render them.
+
+A tree of kustomizations is read first (what each includes and consumes), so that only roots are
+rendered (an overlay, not also its base), and files a kustomization consumes (patches, generator
+inputs) are never read as objects of their own. A root is rendered by kustomize itself, through a
+small wrapper kustomization that adds kustomize's origin annotations, so every rendered object
+still names the file it came from. Remote resources and Helm charts are never fetched: a root that
+needs them is not rendered, and says why.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving_conformance.base import proc
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+RENDER_TIMEOUT_S = 120.0
+# Keys whose entries are paths a kustomization reads (beyond resources/bases/components).
+_PATH_LISTS = ("patchesStrategicMerge", "crds", "configurations", "transformers", "generators", "validators")
+
+
+def is_remote(entry: str) -> bool:
+    return "://" in entry or entry.startswith(("github.com/", "git@", "gitlab.com/", "bitbucket.org/"))
+
+
+def kustomization_file(directory: Path) -> Path | None:
+    return next((directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()), None)
+
+
+@dataclass
+class Kustomization:
+    path: Path
+    spec: Mapping[str, Any]
+    dirs: list[Path] = field(default_factory=list)  # kustomizations it includes (bases, components)
+    files: list[Path] = field(default_factory=list)  # files it reads (resources, patches, generator inputs)
+    remote: list[str] = field(default_factory=list)
+    helm: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+def read_kustomization(path: Path, spec: Mapping[str, Any]) -> Kustomization:
+    """What a kustomization includes, reads and cannot follow, from its own fields."""
+    k = Kustomization(path, spec)
+    here = path.parent
+
+    def local(entry: object, *, may_be_dir: bool) -> None:
+        text = str(entry)
+        if is_remote(text):
+            k.remote.append(text)
+            return
+        target = (here / text).resolve()
+        if may_be_dir and target.is_dir():
+            k.dirs.append(target)
+        elif target.is_file():
+            k.files.append(target)
+        else:
+            k.missing.append(text)
+
+    for key in ("resources", "bases", "components"):
+        for entry in _list(spec.get(key)):
+            local(entry, may_be_dir=True)
+    for key in _PATH_LISTS:
+        for entry in _list(spec.get(key)):
+            if isinstance(entry, str):
+                local(entry, may_be_dir=False)
+    for key in ("patches", "patchesJson6902", "replacements"):
+        for entry in _list(spec.get(key)):
+            if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
+                local(entry["path"], may_be_dir=False)
+    for key in ("configMapGenerator", "secretGenerator"):
+        for generator in _list(spec.get(key)):
+            if not isinstance(generator, Mapping):
+                continue
+            for source in [*_list(generator.get("files")), *_list(generator.get("envs")), generator.get("env")]:
+                if isinstance(source, str):
+                    local(source.split("=", 1)[-1], may_be_dir=False)
+    for chart in _list(spec.get("helmCharts")):
+        if isinstance(chart, Mapping):
+            k.helm.append(f"{chart.get('name')} {chart.get('version') or ''}".strip())
+    return k
+
+
+def _list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def closure(root: Kustomization, tree: Mapping[Path, Kustomization]) -> list[Kustomization]:
+    """The root and every kustomization it includes, transitively."""
+    seen: dict[Path, Kustomization] = {}
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if current.directory in seen:
+            continue
+        seen[current.directory] = current
+        stack.extend(tree[d] for d in current.dirs if d in tree)
+    return list(seen.values())
+
+
+# --- the renderer -----------------------------------------------------------------------------
+
+
+def find_renderer() -> list[str] | None:
+    """kustomize as the suite builds it, else kustomize or kubectl on PATH."""
+    from serving_conformance.toolchain.go import cached_kustomize
+
+    built = cached_kustomize()
+    if built is not None:
+        return [str(built), "build"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+class RenderError(RuntimeError):
+    pass
+
+
+def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(source file, object) for each object the root renders to, origin annotations removed."""
+    with tempfile.TemporaryDirectory(prefix="sc-kustomize-") as tmp:
+        wrapper = Path(tmp)
+        relative = Path(*[".."] * len(wrapper.resolve().parts[1:])) / root.directory.resolve().relative_to("/")
+        (wrapper / "kustomization.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": [str(relative)], "buildMetadata": ["originAnnotations"],
+        }))
+        result = proc.attempt([*renderer, str(wrapper)], timeout=RENDER_TIMEOUT_S)
+        if result.returncode != 0:
+            raise RenderError(proc.tail(result.stderr or result.stdout, 12))
+        for document in yaml.safe_load_all(result.stdout):
+            if isinstance(document, dict):
+                yield _origin(document, wrapper, root), document
+
+
+def _origin(document: dict[str, Any], wrapper: Path, root: Kustomization) -> Path:
+    """The file an object came from (kustomize's origin annotation), the annotation removed."""
+    meta = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    origin = annotations.pop(ORIGIN_ANNOTATION, None)
+    if not annotations and "annotations" in meta:
+        del meta["annotations"]
+    try:
+        data = yaml.safe_load(origin) if origin else None
+    except yaml.YAMLError:
+        data = None
+    path = data.get("path") if isinstance(data, dict) else None
+    if isinstance(path, str) and not is_remote(path):
+        return (wrapper / path).resolve()
+    return root.path

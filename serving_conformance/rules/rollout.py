@@ -1,0 +1,90 @@
+"""What the API server would refuse in a workload as rendered: a strategy it rejects, a container
+without an image. Both are typical of kustomize patches on custom resources (InferenceServices have
+no merge keys: a strategic-merge patch replaces whole lists and merges maps)."""
+
+from __future__ import annotations
+
+from serving_conformance.manifests.model import Resource
+from serving_conformance.manifests.workloads import as_mapping, workloads_of
+from serving_conformance.rules.common import has_workload
+from serving_conformance.rules.findings import Finding, Rule, RuleContext
+
+
+def _rendered(resource: Resource) -> str:
+    return f" as rendered by {resource.via}" if resource.via is not None else ""
+
+
+def _check_strategy(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for workload in workloads_of(resource):
+        strategy = workload.strategy
+        if not strategy:
+            continue
+        field = f"{workload.label} {'deploymentStrategy' if workload.is_kserve else 'spec.strategy'}"
+        kind = str(strategy.get("type") or "RollingUpdate")
+        if kind not in ("Recreate", "RollingUpdate"):
+            findings.append(Finding(
+                found=f"{field}.type is {kind!r}{_rendered(resource)}",
+                effect="the API server rejects the Deployment: the type is Recreate or RollingUpdate",
+                fix="set type: Recreate or RollingUpdate",
+            ))
+        elif kind == "Recreate" and "rollingUpdate" in strategy:
+            findings.append(Finding(
+                found=f"{field} is Recreate and still carries rollingUpdate {dict(as_mapping(strategy['rollingUpdate']))}"
+                      f"{_rendered(resource)}",
+                effect="the API server rejects the Deployment (spec.strategy.rollingUpdate: Forbidden when type is "
+                       "Recreate): nothing rolls out. A patch on an InferenceService merges maps, so switching to "
+                       "Recreate keeps the base's rollingUpdate",
+                fix="replace the whole deploymentStrategy (a JSON 6902 replace, or $patch: replace), leaving no rollingUpdate",
+            ))
+        elif kind == "RollingUpdate":
+            surge, unavailable = workload.rollout_bounds()
+            if surge == 0 and unavailable == 0:
+                findings.append(Finding(
+                    found=f"{field} has maxSurge and maxUnavailable both 0{_rendered(resource)}",
+                    effect="the API server rejects the Deployment: a rollout could never make progress",
+                    fix="allow one of them (maxUnavailable: 1 where GPUs are short)",
+                ))
+    return findings
+
+
+STRATEGY_VALID = Rule(
+    id="deployment-strategy-valid",
+    title="every workload's rollout strategy, as rendered, is one the API server accepts",
+    applies=has_workload,
+    check=_check_strategy,
+    nothing_to_check="no workload in the manifests",
+)
+
+
+def _needs_images(resource: Resource) -> bool:
+    # An LLMInferenceService's images may come from KServe's presets; a predictor's `model` form
+    # takes its container from the runtime.
+    return has_workload(resource) and resource.kind != "LLMInferenceService"
+
+
+def _check_images_present(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for workload in workloads_of(resource):
+        if workload.model_spec and not workload.containers:
+            continue
+        for container in workload.init_containers + workload.containers:
+            if container.image.reference:
+                continue
+            findings.append(Finding(
+                found=f"{workload.label} container {container.name!r} names no image{_rendered(resource)} "
+                      f"(it has only {sorted(container.body)})",
+                effect="the API server rejects the pod template (containers[].image is required): the workload never "
+                       "runs. On an InferenceService a strategic-merge patch replaces the whole containers list",
+                fix="patch the container with a JSON 6902 patch (one field), or repeat the full container in the patch",
+            ))
+    return findings
+
+
+CONTAINERS_COMPLETE = Rule(
+    id="rendered-workloads-complete",
+    title="every container of every workload, as rendered, names its image",
+    applies=_needs_images,
+    check=_check_images_present,
+    nothing_to_check="no workload in the manifests",
+)

@@ -1,0 +1,51 @@
+"""A realistic GitOps platform repository (testdata/platform-repo: kustomize overlays, InferenceServices
+in KServe's namespace, PVCs, other models, an Inference Extension route on another gateway, Argo CD
+applications, Helm charts and values): the static profile raises no false alarm on it, lists what
+it does not follow, and catches each seeded fault of testdata/platform-repo-faults, by its own rule."""
+
+from pathlib import Path
+
+import pytest
+
+from serving_conformance.manifests.faults import load_faults, materialize
+from serving_conformance.manifests.load import load_manifests
+
+REPO = Path(__file__).resolve().parent.parent
+PLATFORM_REPO = REPO / "testdata" / "platform-repo"
+FAULTS = load_faults(REPO / "testdata" / "platform-repo-faults")
+SUITE = REPO / "serving_conformance" / "suite"
+
+
+def static(pytester: pytest.Pytester, manifests: Path, *options: str):
+    return pytester.inline_run(str(SUITE), "-m", "static", "--manifests-dir", str(manifests), "-p", "no:cacheprovider",
+                               *options)
+
+
+def test_the_clean_repository_passes_with_nothing_skipped(pytester):
+    passed, skipped, failed = static(pytester, PLATFORM_REPO).listoutcomes()
+    assert not failed, [(r.nodeid, str(r.longrepr)[:400]) for r in failed]
+    assert not skipped, [(r.nodeid, r.longrepr) for r in skipped]
+    assert len(passed) > 100
+
+
+def test_what_is_not_followed_is_listed_with_its_reason():
+    manifests = load_manifests(PLATFORM_REPO)
+    reasons = {manifests.relative(p.path): p.message for p in manifests.not_followed}
+    assert "not fetched" in reasons["platform/gateway-api/kustomization.yaml"]
+    assert "Helm chart" in reasons["charts/inference-epp"]
+    assert any("Argo CD Application" in message for message in reasons.values())
+    assert manifests.pins["gateway-api"] == ("1.5.0", "standard")
+    # Rendered as kustomize renders it: the overlay's patch and the base's namespace are applied.
+    qwen_oci = next(r for r in manifests.resources if r.kind == "InferenceService" and r.name == "qwen-oci")
+    assert qwen_oci.namespace == "kserve" and qwen_oci.via is not None
+    assert qwen_oci.spec["predictor"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    # A patch file is never read as an object of its own.
+    assert not any(r.name == "gpu-predictor" for r in manifests.resources)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_each_fault_fails_exactly_its_rule(pytester, tmp_path, fault):
+    variant = materialize(fault, PLATFORM_REPO, tmp_path / "repo")
+    failures = {r.nodeid: dict(r.user_properties)["sc.behaviour"] for r in static(pytester, variant, *fault.options).getfailures()}
+    expected = set() if fault.breaks_nothing else {fault.breaks}
+    assert set(failures.values()) == expected, failures
