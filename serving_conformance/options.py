@@ -105,6 +105,15 @@ def manifests_dirs(config: pytest.Config) -> tuple[Path, ...]:
     return tuple(resolved)
 
 
+def suite_outputs(config: pytest.Config) -> list[Path]:
+    """Where the suite writes (its report, its artifacts): never read as manifests."""
+    here = Path(config.invocation_params.dir)
+    outputs = [config.option.artifacts_dir]
+    if config.option.conformance_report is not None:
+        outputs += [config.option.conformance_report, Path(str(config.option.conformance_report) + ".tmp")]
+    return [p if p.is_absolute() else here / p for p in outputs]
+
+
 def _report_path(value: Path | None, here: Path) -> Path | None:
     if value is None:
         return None

@@ -36,7 +36,7 @@ from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
-from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from
+from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from, suite_outputs
 from serving_conformance.platform.session import ClusterSession
 from serving_conformance.report import ConformanceReport, tag_item
 from serving_conformance.rules.findings import RuleContext
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.pluginmanager.register(fixtures, "serving-conformance-fixtures")
-    manifests = load_manifests(list(manifests_dirs(config)))
+    manifests = load_manifests(list(manifests_dirs(config)), exclude=suite_outputs(config))
     settings = settings_from(config, manifests.pins)
     config.stash[SETTINGS] = settings
     config.stash[MANIFESTS] = manifests

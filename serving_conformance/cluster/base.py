@@ -80,9 +80,9 @@ class Provider(Protocol):
     def start(self) -> Cluster:
         """Create or reach the cluster."""
 
-    def start_components(self, cluster: Cluster, kube: Any) -> None:
+    def start_components(self, cluster: Cluster, kube: Any, manifests: Any) -> None:
         """Start what `cluster.runs` names, once the installer has put their CRDs and
-        configuration in place."""
+        configuration in place (the manifests under test say what the platform needs)."""
 
     def stop(self, cluster: Cluster | None) -> None:
         """Remove what the provider created (never what it found)."""

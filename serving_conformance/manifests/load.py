@@ -36,10 +36,12 @@ _GATEWAY_API_URL = re.compile(r"kubernetes-sigs/gateway-api/releases/download/v(
 __all__ = ["HELM_VALUES_KIND", "LoadProblem", "ManifestSet", "Resource", "load_manifests", "parse_documents"]
 
 
-def load_manifests(roots: Path | Sequence[Path]) -> ManifestSet:
-    """Load everything under each root (a directory or a single file)."""
+def load_manifests(roots: Path | Sequence[Path], exclude: Sequence[Path] = ()) -> ManifestSet:
+    """Load everything under each root (a directory or a single file); `exclude`: the suite's own
+    outputs (its report, its artifacts), never read as manifests."""
     roots = (roots,) if isinstance(roots, Path) else tuple(roots)
     walker = _Walker(ManifestSet(roots=roots))
+    walker.excluded = {p.resolve() for p in exclude}
     for root in roots:
         before = len(walker.result.files)
         if not root.exists():
@@ -77,6 +79,7 @@ class _Walker:
     def __init__(self, result: ManifestSet) -> None:
         self.result = result
         self.seen: set[Path] = set()
+        self.excluded: set[Path] = set()
         self._renderer: list[str] | None | bool = False  # False: not looked for yet
 
     # --- scanning -----------------------------------------------------------------------------
@@ -102,6 +105,8 @@ class _Walker:
                 kustomizations.append(directory)
             for entry in reversed(entries):
                 path = Path(entry.path)
+                if path.resolve() in self.excluded:
+                    continue
                 if entry.name.startswith("."):
                     if entry.name not in (".git",) and entry.is_dir():
                         self.skip(path, "a hidden directory: not read")

@@ -35,6 +35,7 @@ class Deployer:
     run_id: str
     progress: Callable[[str], None]
     applied: set[str] = field(default_factory=set)
+    namespaces_checked: set[str] = field(default_factory=set)
     secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Waits that timed out: the object's (uid, generation) then, and the failure message.
@@ -69,11 +70,25 @@ class Deployer:
         server's refusal. Labelled with the run, so it is removed with the run's objects."""
         return self.kube.apply(self._labelled(body), namespace=self.namespace)
 
+    def ensure_namespace(self, namespace: str) -> None:
+        """A namespace the manifests place objects in, made (and labelled with the run, so removed
+        with it) when the cluster does not have it."""
+        if namespace == self.namespace or namespace in self.namespaces_checked:
+            return
+        if self.kube.get(Ref("v1", "Namespace", namespace)) is None:
+            self.kube.apply({"apiVersion": "v1", "kind": "Namespace",
+                             "metadata": {"name": namespace, "labels": {RUN_LABEL: self.run_id}}})
+            self.progress(f"created namespace {namespace} (the manifests place objects there)")
+        self.namespaces_checked.add(namespace)
+
     def deploy(self, resource: Resource) -> None:
         """Apply a serving object and everything it needs."""
         if is_platform(resource):
             raise ValueError(f"{resource.ident} is a platform object, installed with the platform")
         namespace = self.namespace_of(resource)
+        self.ensure_namespace(namespace)
+        for claim in self.claims_of(resource):
+            self.apply(claim.body, namespace)
         for name, keys in self.referenced_secrets(resource).items():
             self.ensure_secret(name, keys, namespace)
         self.apply(resource.body, namespace)
@@ -91,10 +106,21 @@ class Deployer:
                 api = ISVC_API if kind == "InferenceService" else "apps/v1"
                 self.kube.delete(Ref(api, kind, name, namespace))
 
+    def claims_of(self, resource: Resource) -> list[Resource]:
+        """The PersistentVolumeClaims the workload's pods mount, as the manifests declare them."""
+        found = []
+        for workload in workloads_of(resource):
+            for volume in as_list(workload.pod.get("volumes")):
+                name = as_mapping(as_mapping(volume).get("persistentVolumeClaim")).get("claimName")
+                claim = self.manifests.find("PersistentVolumeClaim", str(name), resource.namespace) if name else None
+                if claim is not None:
+                    found.append(claim)
+        return found
+
     def referenced_secrets(self, resource: Resource) -> dict[str, set[str]]:
         wanted: dict[str, set[str]] = {}
         for workload in workloads_of(resource):
-            for container in workload.containers:
+            for container in workload.init_containers + workload.containers:
                 for entry in as_list(container.body.get("env")):
                     ref = as_mapping(as_mapping(as_mapping(entry).get("valueFrom")).get("secretKeyRef"))
                     if ref.get("name"):

@@ -112,14 +112,14 @@ class Installer:
             self.install_release("envoy-gateway")
         if Component.KSERVE in runs:
             self.install_kserve_config()
-            provider.start_components(self.cluster, self.kube)
+            provider.start_components(self.cluster, self.kube, self.manifests)
         else:
             self.install_release("kserve")
             self.apply_platform_configmap()
             # KServe reads inferenceservice-config at start: restart it on the platform's config.
             self.restart(Ref("apps/v1", "Deployment", KSERVE_CONTROLLER, self.settings.kserve_namespace))
         self.install_gateway_classes()
-        self.apply_all([r.body for r in self.platform_objects()], "the platform manifests")
+        self.apply_platform_objects()
 
     def remove_run_objects(self, run_id: str) -> None:
         """Delete the namespaces this run created (labelled with its id) and wait for them."""
@@ -257,6 +257,17 @@ class Installer:
              "spec": {"controllerName": controller, "description": f"served here by {controller}"[:64]}}
             for name in names
         ], "GatewayClasses", manager=RELEASE_MANAGER)
+
+    def apply_platform_objects(self) -> None:
+        """The platform objects of the manifests, namespaces first (those they name but do not
+        declare are made)."""
+        objects = self.platform_objects()
+        declared = {r.name for r in objects if r.kind == "Namespace"}
+        needed = sorted({r.namespace for r in objects if r.namespace} - declared)
+        namespaces = [r.body for r in objects if r.kind == "Namespace"]
+        namespaces += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in needed]
+        self.apply_all(namespaces, "the platform's namespaces")
+        self.apply_all([r.body for r in objects if r.kind != "Namespace"], "the platform manifests")
 
     def platform_objects(self) -> list[Resource]:
         """The platform objects of the manifests, but KServe's configuration (applied above) and

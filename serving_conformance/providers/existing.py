@@ -70,7 +70,7 @@ class ExistingProvider:
             features={Feature.SERVING, Feature.GATEWAY, Feature.KUBELET, Feature.ENGINE_VERSION},
         )
 
-    def start_components(self, cluster: Cluster, kube: object) -> None:
+    def start_components(self, cluster: Cluster, kube: object, manifests: object) -> None:
         """Nothing of the platform is run by the suite on an existing cluster."""
 
     def stop(self, cluster: Cluster | None) -> None:

@@ -98,7 +98,7 @@ class KindProvider:
             info={"kind": kind_version, "reused": not created},
         )
 
-    def start_components(self, cluster: Cluster, kube: object) -> None:
+    def start_components(self, cluster: Cluster, kube: object, manifests: object) -> None:
         """kind runs nothing of the platform itself: the installer installs all of it."""
 
     def stop(self, cluster: Cluster | None) -> None:

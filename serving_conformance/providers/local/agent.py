@@ -9,7 +9,9 @@ and container port, with the pod's args and env (a few at a time: the engine's s
 
 Emulated: addresses, readiness from /health, emptyDir volumes under /mnt (bind-mounted privately,
 which is how KServe's modelcar link appears at /mnt/models), the modelcar sidecar's link, Secret
-and ConfigMap env. Not emulated: probes as written, restarts, resource limits, other volumes.
+and ConfigMap env, PersistentVolumeClaims (each given a local volume under the run directory, so
+its pods schedule; a model a claim would hold is the local tiny model). Not emulated: probes as
+written, restarts, resource limits, other volumes.
 
     python -m serving_conformance.providers.local.agent --kubeconfig K --run-dir R --nodes nodes.json --pods vllm
 """
@@ -160,6 +162,51 @@ class Agent:
                     last_status = time.monotonic()
             except Exception as exc:  # keep beating; the API server may be restarting
                 log(f"heartbeat failed: {exc}")
+
+    # --- volumes ------------------------------------------------------------------------------
+
+    def bind_claims_loop(self) -> None:
+        """The testbed has no storage provisioner: give every pending PersistentVolumeClaim a local
+        volume under the run directory, pre-bound to it, so that its pods schedule (kube-controller-
+        manager completes the binding)."""
+        while not self.stopping.is_set():
+            watcher = k8s_watch.Watch()
+            try:
+                for event in watcher.stream(self.core.list_persistent_volume_claim_for_all_namespaces, timeout_seconds=60):
+                    claim = self.api.sanitize_for_serialization(event["object"])
+                    if event["type"] in ("ADDED", "MODIFIED") and not (claim.get("spec") or {}).get("volumeName"):
+                        self.provide_volume(claim)
+                    if self.stopping.is_set():
+                        break
+            except Exception as exc:
+                log(f"claim watch interrupted: {exc}; watching again")
+                self.stopping.wait(1)
+
+    def provide_volume(self, claim: dict[str, Any]) -> None:
+        meta, spec = claim["metadata"], claim.get("spec") or {}
+        directory = self.run_dir / "volumes" / meta["namespace"] / meta["name"]
+        directory.mkdir(parents=True, exist_ok=True)
+        size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+        volume = {
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": f"sc-{meta['namespace']}-{meta['name']}"[:253],
+                         "labels": {"serving-conformance.dev/testbed-volume": "true"}},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Delete",
+                "hostPath": {"path": str(directory), "type": "DirectoryOrCreate"},
+                "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta.get("uid")},
+                **({"storageClassName": spec["storageClassName"]} if spec.get("storageClassName") else {}),
+                **({"volumeMode": spec["volumeMode"]} if spec.get("volumeMode") else {}),
+            },
+        }
+        try:
+            self.core.create_persistent_volume(volume)
+            log(f"claim {meta['namespace']}/{meta['name']}: local volume {directory} ({size})")
+        except ApiException as exc:
+            if exc.status != 409:
+                log(f"claim {meta['namespace']}/{meta['name']}: cannot make a volume: {exc.status} {exc.reason}")
 
     # --- pods ---------------------------------------------------------------------------------
 
@@ -427,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     agent.register_nodes()
     agent.renew_leases()
     threading.Thread(target=agent.heartbeat_loop, daemon=True).start()
+    threading.Thread(target=agent.bind_claims_loop, daemon=True).start()
     log(f"agent up: {len(nodes)} node(s), pods {args.pods}")
     (args.run_dir / "agent.ready").write_text("ready\n")
     agent.watch_pods()

@@ -37,11 +37,14 @@ from serving_conformance.cluster.base import (
     run_dirs_root,
 )
 from serving_conformance.cluster.kube import Kube
+from serving_conformance.manifests.model import ManifestSet
+from serving_conformance.manifests.workloads import all_workloads, as_mapping
 from serving_conformance.providers.local import controlplane, gateway, kserve, network
 
 RELEASE_MANAGER = "kserve-release"  # field manager of the release's objects (as the installer's)
 
 AGENT = "node-agent"
+GPU_NODE_NAME = "sim-gpu-0"
 SIMULATED_LABEL = "serving-conformance.dev/simulated"
 CPU_NODE = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
 GPU_NODE = {**CPU_NODE, "nvidia.com/gpu": "8"}
@@ -51,7 +54,7 @@ def node_specs(with_gpu: bool) -> list[dict]:
     nodes = [{"name": "sim-cpu-0", "pod_cidr": network.node_cidr(0), "capacity": CPU_NODE,
               "labels": {SIMULATED_LABEL: "true"}}]
     if with_gpu:
-        nodes.append({"name": "sim-gpu-0", "pod_cidr": network.node_cidr(1), "capacity": GPU_NODE,
+        nodes.append({"name": GPU_NODE_NAME, "pod_cidr": network.node_cidr(1), "capacity": GPU_NODE,
                       "labels": {SIMULATED_LABEL: "true", "nvidia.com/gpu.present": "true",
                                  "serving-conformance.dev/simulated-gpu": "true"}})
     return nodes
@@ -163,10 +166,12 @@ class LocalProvider:
             ]
         return result
 
-    def start_components(self, cluster: Cluster, kube: Kube) -> None:
+    def start_components(self, cluster: Cluster, kube: Kube, manifests: ManifestSet) -> None:
         """KServe's manager and webhooks, and Traefik, as local processes (the installer has put
-        KServe's CRDs and configuration in place); Istio's VirtualService CRD when asked for."""
+        KServe's CRDs and configuration in place); Istio's VirtualService CRD when asked for; the
+        simulated GPU node labelled as the GPU workloads' node selectors ask."""
         settings = self.settings
+        self.label_gpu_node(cluster, kube, manifests)
         if settings.testbed_istio_crd == "installed":
             # So that "no VirtualService" is checked where one could be created.
             crds = istio_virtualservice_crd(versions.ISTIO_API)
@@ -186,6 +191,22 @@ class LocalProvider:
         started = gateway.start_gateway(cluster.kubeconfig, self.run_dir, binary=gateway.ensure_traefik(traefik))
         cluster.info["gateway"] = f"traefik {traefik} (local process, {started.base_url})"
         self.log(f"gateway: traefik {traefik} at {started.base_url}")
+
+    def label_gpu_node(self, cluster: Cluster, kube: Kube, manifests: ManifestSet) -> None:
+        """GPU workloads often select a node pool (e.g. cloud.google.com/gke-accelerator): the
+        simulated GPU node carries the labels they select, said so as a stand-in."""
+        wanted: dict[str, str] = {}
+        for workload in all_workloads(manifests):
+            if workload.gpus:
+                wanted.update({str(k): str(v) for k, v in as_mapping(workload.pod.get("nodeSelector")).items()})
+        if not wanted:
+            return
+        kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": GPU_NODE_NAME, "labels": wanted}},
+                   manager="serving-conformance-testbed")
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+        cluster.substitutions.append(Substitution(
+            "gpu-node-labels", "the node pool the GPU workloads select", f"the simulated GPU node labelled {labels}",
+            (Feature.GPU,)))
 
     def traefik_version(self) -> str:
         """The Traefik that serves the Gateway API release under test."""
