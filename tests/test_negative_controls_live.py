@@ -66,7 +66,6 @@ def test_a_canary_that_sends_no_traffic_fails_the_split(pytester, tmp_path):
     test = outcomes(report)["test_canary_split_is_served_as_declared[httproute/qwen-canary-split]"]
     assert test["outcome"] == "fail", test
     assert "declares no traffic for kserve/qwen-canary" in test["reason"], test
-    assert "kserve/qwen-stable: 200" in test["reason"], test  # measured anyway: all went to the stable revision
 
 
 @pytest.mark.testbed
@@ -76,20 +75,69 @@ def test_canary_traffic_percent_in_standard_mode_is_diagnosed(pytester, tmp_path
     )
     test = outcomes(report)["test_canary_split_is_served_as_declared[kserve/qwen-cpu]"]
     assert test["outcome"] == "fail", test
-    assert "only the canary revision answered all 200 requests" in test["reason"], test
+    assert "only the canary revision answered all" in test["reason"], test
     assert "ignored in Standard mode" in test["reason"], test
 
 
 @pytest.mark.engine
-def test_a_wrong_served_name_and_another_engine_version_fail_their_tests(pytester, tmp_path):
+def test_a_wrong_served_name_fails_and_a_stand_in_engine_version_is_not_passed(pytester, tmp_path):
     _, report = run_suite(
-        pytester, tmp_path, ["wrong-served-name"], "-m", "engine", "--served-engine-version", "0.23.0",
+        pytester, tmp_path, ["wrong-served-name"], "-m", "engine",
+        "--engine-version", "0.24.0", "--local-engine-version", "0.23.0",
         "-k", "raw-vllm and (served_model_name or fingerprint or chat_completion_answers)",
     )
     tests = outcomes(report)
     served = tests["test_v1_models_lists_the_served_model_name[deployment/raw-vllm]"]
     assert served["outcome"] == "fail" and "'qwen2.5-0.5b'" in served["reason"] and "qwen2.5'" in served["reason"], served
+    # The local engine (0.23.0) is not the version the design names (0.24.0 here): never a pass.
     version = tests["test_fingerprint_names_the_expected_engine[deployment/raw-vllm]"]
-    assert version["outcome"] == "fail" and "not the expected 0.23.0" in version["reason"], version
+    assert version["outcome"] == "skip" and "expected vLLM version" in version["reason"], version
     chat = tests["test_chat_completion_answers_with_choices_and_usage[deployment/raw-vllm]"]
-    assert chat["outcome"] == "pass", chat
+    assert chat["outcome"] == "pass" and chat["substitutions"], chat
+    assert {s["subject"] for s in report["substitutions"]} >= {"engine", "model"}
+
+
+@pytest.mark.testbed
+def test_a_virtualservice_for_the_inferenceservice_fails_the_no_virtualservice_test(pytester, tmp_path):
+    """Istio's CRD installed, and a VirtualService for qwen-cpu deployed with it: the test sees it."""
+    result, report = run_suite(
+        pytester, tmp_path, ["virtualservice-for-isvc"],
+        "-m", "cpu", "--cluster", "local", "--local-pods", "simulated", "-k", "qwen-cpu and no_virtualservice_over_the_window",
+    )
+    test = outcomes(report)["test_no_virtualservice_over_the_window[kserve/qwen-cpu]"]
+    assert test["outcome"] == "fail", test
+    assert "a VirtualService" in test["reason"] and "serving.kserve.io/inferenceservice=qwen-cpu" in test["reason"], test
+    assert report["observed"], report
+
+
+@pytest.mark.testbed
+def test_a_route_serving_another_split_than_declared_fails_by_its_counts(pytester, tmp_path):
+    """The gateway serves 50/50 while the manifest declares 80/20 (the route drifted after it was
+    applied, as an operator or a hand edit would do): the split is judged from real answers."""
+    pytester.makeconftest(DRIFT)
+    _, report = run_suite(pytester, tmp_path, [], "-m", "gpu", "--cluster", "local", "-k", "canary_split")
+    test = outcomes(report)["test_canary_split_is_served_as_declared[httproute/qwen-canary-split]"]
+    assert test["outcome"] == "fail", test
+    assert "received" in test["reason"] and "declared 80.0%" in test["reason"] and "outside" in test["reason"], test
+
+
+# Loaded by the suite's run (a conftest beside it): after the deployer applies an HTTPRoute, its
+# weights are changed on the cluster to 50/50, out of band.
+DRIFT = """
+from serving_conformance.platform import deploy
+
+_deploy = deploy.Deployer.deploy
+
+
+def deploy_with_drift(self, resource):
+    _deploy(self, resource)
+    if resource.kind == "HTTPRoute":
+        body = dict(resource.body)
+        rules = [dict(r) for r in body["spec"]["rules"]]
+        rules[0]["backendRefs"] = [{**b, "weight": 50} for b in rules[0]["backendRefs"]]
+        body["spec"] = {**body["spec"], "rules": rules}
+        self.reapply(body, self.namespace_of(resource))
+
+
+deploy.Deployer.deploy = deploy_with_drift
+"""

@@ -24,6 +24,7 @@ from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
 
 ISVC_API = "serving.kserve.io/v1beta1"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 
 @dataclass
@@ -94,6 +95,8 @@ class Deployer:
         self.apply(resource.body, namespace)
         for service in self.services_selecting(resource):
             self.apply(service.body, namespace)
+        for companion in self.companions_of(resource):
+            self.apply(companion.body, namespace)
 
     def release(self) -> None:
         """Delete the workloads applied so far (their pods, and so their engines, stop); a later
@@ -105,6 +108,15 @@ class Deployer:
             if kind in ("InferenceService", "Deployment"):
                 api = ISVC_API if kind == "InferenceService" else "apps/v1"
                 self.kube.delete(Ref(api, kind, name, namespace))
+
+    def companions_of(self, resource: Resource) -> list[Resource]:
+        """Serving objects the manifests ship for an InferenceService (labelled with KServe's
+        inferenceservice label): they go with it, whatever their kind."""
+        if resource.kind != "InferenceService":
+            return []
+        return [r for r in self.manifests.resources
+                if r is not resource and not is_platform(r) and r.namespace == resource.namespace
+                and as_mapping(r.metadata.get("labels")).get(ISVC_LABEL) == resource.name]
 
     def claims_of(self, resource: Resource) -> list[Resource]:
         """The PersistentVolumeClaims the workload's pods mount, as the manifests declare them."""

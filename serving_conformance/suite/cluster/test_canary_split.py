@@ -37,8 +37,12 @@ def fingerprint(endpoint, model: str) -> str:
 
 
 def measure(endpoint, model: str, revisions: list[Revision], progress) -> dict[str, int]:
+    """Answers counted by fingerprint; none where the declaration alone already fails (a revision
+    with weight 0 needs no measuring to be refused)."""
     total = sum(r.weight for r in revisions)
-    samples = samples_needed([r.weight / total for r in revisions if total])
+    if any(r.weight <= 0 for r in revisions):
+        return {}
+    samples = samples_needed([r.weight / total for r in revisions])
     progress(f"canary: counting {samples} answers through the Gateway")
     return count_fingerprints(endpoint, model, samples)
 
