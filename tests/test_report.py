@@ -66,3 +66,52 @@ def test_unknown_profiles_and_timeouts_are_usage_errors(pytester):
     result.stderr.fnmatch_lines(["*unknown profile(s)*NOPE*"])
     result = run(pytester, "--timeout", "nope=3")
     result.stderr.fnmatch_lines(["*bad timeout 'nope=3'*"])
+
+
+INTERRUPTED = """
+import pytest
+from serving_conformance import behaviours as B
+
+@pytest.mark.behaviour(B.MANIFESTS_PARSE)
+def test_first():
+    pass
+
+@pytest.mark.behaviour(B.SCHEMA)
+def test_interrupted():
+    raise KeyboardInterrupt("operator pressed Ctrl-C")
+
+@pytest.mark.behaviour(B.IMAGES_PINNED)
+def test_never_reached():
+    pass
+"""
+
+
+def test_an_interrupted_run_is_never_a_success_and_says_why(pytester):
+    pytester.makepyfile(test_sample=INTERRUPTED)
+    result = pytester.runpytest_subprocess("--conformance-report", "report.yaml", "--require-profile", "STATIC",
+                                           "--junitxml", "j.xml", "-p", "no:cacheprovider")
+    report = yaml.safe_load((pytester.path / "report.yaml").read_text())
+    assert report["result"] == "interrupted" and result.ret != 0
+    assert "operator pressed Ctrl-C" in report["reason"] and "did not run" in report["reason"]
+    assert 'name="serving-conformance.result"' in (pytester.path / "j.xml").read_text()
+    result.stdout.fnmatch_lines(["*stopped early: interrupted*", "*overall: interrupted*"])
+
+
+STOPPED = """
+import pytest
+from serving_conformance import behaviours as B
+
+@pytest.mark.behaviour(B.MANIFESTS_PARSE)
+def test_stops_the_run(pytestconfig):
+    from serving_conformance.fixtures import REPORT
+    pytestconfig.stash[REPORT].stop("the cluster could not be provided: no route to host")
+    pytest.exit("cannot provide the cluster", returncode=1)
+"""
+
+
+def test_a_run_that_could_not_reach_its_place_is_a_failure_with_the_reason(pytester):
+    pytester.makepyfile(test_sample=STOPPED)
+    result = pytester.runpytest("--conformance-report", "report.json")
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["result"] == "failure" and result.ret != 0
+    assert "no route to host" in report["reason"]
