@@ -27,6 +27,7 @@ from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import KServeConfig, find_config
 from serving_conformance.platform.deploy import Deployer
 from serving_conformance.platform.endpoints import Endpoints
+from serving_conformance.platform.files import PodFiles
 from serving_conformance.platform.session import ClusterSession
 from serving_conformance.report import ConformanceReport, record_substitutions
 from serving_conformance.report import note as report_note
@@ -208,6 +209,12 @@ def endpoints(kube: Kube, conformance_cluster: Cluster, conformance_settings: Se
     result = Endpoints(kube, conformance_cluster, conformance_settings, kserve_config)
     yield result
     result.close()
+
+
+@pytest.fixture(scope="session")
+def pod_files(kube: Kube, conformance_cluster: Cluster, conformance_settings: Settings) -> PodFiles:
+    """Files inside pods' containers, read the way this cluster allows."""
+    return PodFiles(kube, conformance_cluster, conformance_settings.timeouts.pod_created)
 
 
 # --- the gate -----------------------------------------------------------------------------------

@@ -141,3 +141,15 @@ def deploy_with_drift(self, resource):
 
 deploy.Deployer.deploy = deploy_with_drift
 """
+
+
+@pytest.mark.testbed
+def test_a_modelcar_uri_on_another_container_fails_the_modelcar_test(pytester, tmp_path):
+    """The predictor is still tested (not left out for want of a URI on kserve-container), and the
+    pod KServe makes has no modelcar."""
+    _, report = run_suite(
+        pytester, tmp_path, ["modelcar-uri-on-another-container"],
+        "-m", "gpu", "--cluster", "local", "--local-pods", "simulated", "-k", "qwen-oci and injected_into_the_pod",
+    )
+    test = outcomes(report)["test_modelcar_is_injected_into_the_pod[kserve/qwen-oci]"]
+    assert test["outcome"] == "fail" and "no modelcar sidecar" in test["reason"], test

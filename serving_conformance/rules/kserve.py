@@ -109,6 +109,14 @@ def _check_modelcar(resource: Resource, ctx: RuleContext) -> list[Finding]:
                     fix=f"move the URI to env STORAGE_URI on {KSERVE_CONTAINER!r}",
                 )
             )
+        for other in workload.containers + workload.init_containers:
+            if other.name != KSERVE_CONTAINER and str(other.env.get("STORAGE_URI") or "").startswith("oci://"):
+                findings.append(Finding(
+                    found=f"{workload.label} sets the oci:// STORAGE_URI on container {other.name!r}",
+                    effect=f"KServe reads a custom predictor's model URI from {KSERVE_CONTAINER!r} only: no modelcar "
+                           "is injected and nothing appears at /mnt/models",
+                    fix=f"move env STORAGE_URI to {KSERVE_CONTAINER!r}",
+                ))
         serving = workload.container(KSERVE_CONTAINER)
         if serving is None:
             continue
@@ -145,7 +153,7 @@ def _check_modelcar(resource: Resource, ctx: RuleContext) -> list[Finding]:
                     fix="set HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1",
                 )
             )
-        unset = [name for name in ("USER", "HOME") if not env.get(name) and name not in env]
+        unset = [name for name in ("USER", "HOME") if not env.get(name)]  # absent, empty, or from a reference
         if unset:
             findings.append(
                 Finding(

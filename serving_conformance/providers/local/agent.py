@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import signal
@@ -39,6 +40,9 @@ from kubernetes.client.exceptions import ApiException
 from serving_conformance.engine.server import Launcher, VllmServer
 
 MODELCAR_CONTAINER = "modelcar"
+MODELCAR_MOUNT = "/mnt/models"
+# Where the agent reports file digests a kubelet's exec would read (see report_files).
+FILES_ANNOTATION = "serving-conformance.dev/file-sha256"
 MODELCAR_INIT = "modelcar-init"
 READY_ANNOTATION = "serving-conformance.dev/engine"
 LEASE_RENEW_S = 10
@@ -50,6 +54,10 @@ def failure_reason(exc: Exception, log_tail: str) -> str:
     what = getattr(exc, "summary", None) or str(exc)
     last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
     return f"{what}; last log line: {last[-300:]}" if last else what
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def now() -> str:
@@ -334,6 +342,7 @@ class Agent:
                 return  # deleted meanwhile
             state.ready = True
         self.patch_status(pod, state, ready=True)
+        self.report_files(key, pod)
         server = state.server
         log(f"{key}: vLLM ready at {server.base_url} in {server.startup_seconds:.1f}s "
             f"(after {server.queued_seconds:.1f}s waiting for a start slot)")
@@ -404,6 +413,26 @@ class Agent:
                     link.unlink(missing_ok=True)
                     link.symlink_to(self.engine()[1])  # the image's /models: the local tiny model
         return mounts
+
+    def report_files(self, key: str, pod: dict[str, Any]) -> None:
+        """What a kubelet's exec would show: the digest of the model's config as the serving
+        container sees it through /mnt/models and as the modelcar image holds it, written on the
+        pod (annotation FILES_ANNOTATION) for the conformance tests to read."""
+        if not any(c["name"] == MODELCAR_CONTAINER for c in pod["spec"].get("containers") or []):
+            return
+        directory = self.run_dir / "pods" / key.replace("/", "_")
+        seen = {}
+        for volume in directory.iterdir() if directory.is_dir() else ():
+            config = volume / "models" / "config.json"
+            if config.is_file():
+                seen[f"kserve-container:{MODELCAR_MOUNT}/config.json"] = _sha256(config)
+        seen[f"{MODELCAR_CONTAINER}:/models/config.json"] = _sha256(self.engine()[1] / "config.json")
+        meta = pod["metadata"]
+        try:
+            self.core.patch_namespaced_pod(meta["name"], meta["namespace"],
+                                           {"metadata": {"annotations": {FILES_ANNOTATION: json.dumps(seen)}}})
+        except ApiException as exc:
+            log(f"{key}: cannot report file digests: {exc.status}")
 
     def vllm_server(self, key: str, pod: dict[str, Any], container: dict[str, Any], state: PodState):
         from serving_conformance.manifests.workloads import VLLM_DEFAULT_PORT, Container

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from serving_conformance import behaviours as B
 from serving_conformance.base.features import Feature
-from serving_conformance.checks import Ref, assert_serves_model
+from serving_conformance.checks import Ref, assert_serves_model, is_true
 from serving_conformance.manifests.design import MODELCAR_PREDICTORS
 from serving_conformance.manifests.workloads import KSERVE_CONTAINER, OCI_DIGEST_URI
 
@@ -66,12 +66,25 @@ def test_modelcar_is_injected_into_the_pod(workload, deployer, kube, conformance
 
 
 @pytest.mark.requires(Feature.SERVING)
-def test_vllm_reads_the_model_at_mnt_models(workload, deployer, endpoints, conformance_settings):
+def test_vllm_serves_what_the_modelcar_holds(workload, deployer, endpoints, kube, pod_files, conformance_settings):
+    """vLLM reports /mnt/models as its model root, and the model config it reads there is the one
+    the modelcar image holds (same SHA-256, read inside each container)."""
+    name, namespace = workload.resource.name, deployer.namespace_of(workload.resource)
     deployer.deploy_ready(workload.resource, conformance_settings.timeouts.isvc_ready)
-    service = endpoints.service(deployer.namespace_of(workload.resource), f"{workload.resource.name}-predictor", 80)
+    service = endpoints.service(namespace, f"{name}-predictor", 80)
     model = assert_serves_model(service, conformance_settings.expect.served_model_name)
     assert model.get("root") == "/mnt/models", (
         f"vLLM of {workload.resource.ident} reports model root {model.get('root')!r}, not /mnt/models"
+    )
+    pods = [p for p in kube.list("v1", "Pod", namespace, label_selector=f"serving.kserve.io/inferenceservice={name}")
+            if is_true(p, "Ready")]
+    assert pods, f"no Ready pod of {workload.resource.ident}"
+    pod = pods[0]["metadata"]["name"]
+    loaded = pod_files.sha256(namespace, pod, KSERVE_CONTAINER, "/mnt/models/config.json")
+    held = pod_files.sha256(namespace, pod, "modelcar", "/models/config.json")
+    assert loaded == held, (
+        f"pod {namespace}/{pod}: /mnt/models/config.json in {KSERVE_CONTAINER} (sha256 {loaded[:12]}) is not the "
+        f"modelcar's /models/config.json (sha256 {held[:12]}): vLLM is not serving what the modelcar holds"
     )
 
 
