@@ -1,6 +1,7 @@
 """The one process layer: every program the suite runs goes through here.
 
 - short commands (`run`, `attempt`): argument lists, a timeout, the tail of the output on failure;
+  long builds at a lower CPU priority (`niced`);
 - detached processes recorded in a run directory (`spawn`, `stop`, `stop_all`): each in its own
   session, its PID and program written to `<run>/pids/<name>.pid`, stopped by record from any
   process (SIGTERM to the group, SIGKILL after a grace period), a record removed only once what it
@@ -47,6 +48,16 @@ class CommandError(RuntimeError):
 
 
 # --- short commands -----------------------------------------------------------------------
+
+# The CPU priority of long builds (Go compiles, debootstrap): a machine running them is often
+# shared with test runs that measure time.
+BUILD_NICENESS = 10
+
+
+def niced(args: Sequence[str], niceness: int = BUILD_NICENESS) -> list[str]:
+    """`args` run at a lower CPU priority through nice(1), where it exists."""
+    nice = shutil.which("nice")
+    return [nice, "-n", str(niceness), *args] if nice else list(args)
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:

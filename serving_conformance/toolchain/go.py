@@ -1,8 +1,10 @@
-"""Build the local testbed's binaries from published packages, cached outside the repository.
+"""Build the local testbed's and the kind node image's binaries from published packages, cached
+outside the repository.
 
-No registry reachable from a CI machine serves kube-apiserver, etcd or KServe binaries, but
-the Go module proxy serves their source modules. Each component is built from a small wrapper
-module under ``toolchain/<name>/`` whose ``go.sum`` pins every dependency.
+No registry reachable from a CI machine serves kube-apiserver, etcd, KServe, kind, containerd or
+runc binaries, but the Go module proxy serves their source modules. Each component is built from
+a small wrapper module under ``toolchain/<name>/`` whose ``go.sum`` pins every dependency.
+Builds run at a lower CPU priority (`proc.niced`).
 
 Every component lands in ``<cache>/bin/<name>-<version>/`` with a stamp file keyed by the
 version and the wrapper's go.mod/go.sum; a component whose stamp matches is not rebuilt.
@@ -50,6 +52,14 @@ KSERVE_MODULE = "github.com/kserve/kserve"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
+KIND_MODULE = "sigs.k8s.io/kind"
+CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
+RUNC_MODULE = "github.com/opencontainers/runc"
+CRI_TOOLS_MODULE = "sigs.k8s.io/cri-tools"
+CNI_PLUGINS_MODULE = "github.com/containernetworking/plugins"
+COREDNS_MODULE = "github.com/coredns/coredns"
+# The `tool` directive a wrapper lists its binaries with needs this language version at least.
+WRAPPER_GO_MIN = "1.24"
 
 
 class BuildError(RuntimeError):
@@ -70,6 +80,12 @@ class GoComponent:
     local_replace_version: str | None = None
     # (binary, arguments, text its output must contain): proves the build reports its version.
     version_check: tuple[str, tuple[str, ...], str] | None = None
+    # Build options beyond the defaults (static, CGO off, no tags): cgo for C parts (runc's
+    # nsenter), build tags, a build mode, and -ldflags words before the -X settings.
+    cgo: bool = False
+    tags: tuple[str, ...] = ()
+    buildmode: str | None = None
+    link_flags: tuple[str, ...] = ()
 
     @property
     def wrapper_dir(self) -> Path:
@@ -86,6 +102,17 @@ class GoComponent:
     @property
     def dir_name(self) -> str:
         return f"{self.name}-{self.version}"
+
+    def build_options(self) -> dict[str, Any]:
+        """The options that differ from the defaults (part of the cache key only when set)."""
+        options: dict[str, Any] = {}
+        if self.cgo:
+            options["cgo"] = True
+        if self.tags:
+            options["tags"] = list(self.tags)
+        if self.buildmode:
+            options["buildmode"] = self.buildmode
+        return options
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,13 @@ class TestbedBinaries:
     results: tuple[ComponentResult, ...] = field(default=(), compare=False, repr=False)
 
 
+# The Kubernetes binaries: the testbed runs the control plane's; the kind node image takes
+# kubelet, kubeadm, kubectl and kube-proxy (and the control plane's, as images) from the same build.
+KUBERNETES_BINARIES = (
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kubeadm", "kube-proxy",
+)
+
+
 def kubernetes_component() -> GoComponent:
     version = f"v{versions.KUBERNETES}"
     major, minor, patch = versions.KUBERNETES.split(".")
@@ -129,10 +163,7 @@ def kubernetes_component() -> GoComponent:
         name="kubernetes",
         module=KUBERNETES_MODULE,
         version=version,
-        tools=tuple(
-            (b, f"{KUBERNETES_MODULE}/cmd/{b}")
-            for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
-        ),
+        tools=tuple((b, f"{KUBERNETES_MODULE}/cmd/{b}") for b in KUBERNETES_BINARIES),
         ldflags_x=tuple(x),
         local_replace_version=f"v0.{minor}.{patch}",  # staging modules: v0.X.Y for v1.X.Y
         version_check=("kube-apiserver", ("--version",), f"Kubernetes {version}"),
@@ -185,16 +216,99 @@ def kustomize_component() -> GoComponent:
     )
 
 
+def kind_component() -> GoComponent:
+    version = f"v{versions.KIND}"
+    return GoComponent(name="kind", module=KIND_MODULE, version=version, tools=(("kind", KIND_MODULE),),
+                       version_check=("kind", ("version",), f"kind {version} "))
+
+
+def containerd_component() -> GoComponent:
+    """containerd as kind's base image builds it (static, CGO off, no aufs/zfs/btrfs/devmapper)."""
+    version = f"v{versions.KIND_CONTAINERD}"
+    return GoComponent(
+        name="containerd",
+        module=CONTAINERD_MODULE,
+        version=version,
+        tools=tuple((b, f"{CONTAINERD_MODULE}/cmd/{b}") for b in ("containerd", "containerd-shim-runc-v2", "ctr")),
+        ldflags_x=((f"{CONTAINERD_MODULE}/version.Version", version),
+                   (f"{CONTAINERD_MODULE}/version.Package", CONTAINERD_MODULE)),
+        tags=("no_aufs", "no_zfs", "no_btrfs", "no_devmapper"),
+        version_check=("containerd", ("--version",), f" {version}"),
+    )
+
+
+def runc_component() -> GoComponent:
+    """runc as its `make static` builds it: cgo (libcontainer/nsenter is C) with libseccomp
+    (Debian: gcc, pkg-config, libseccomp-dev), a static PIE; it reports the VERSION file's version."""
+    return GoComponent(
+        name="runc",
+        module=RUNC_MODULE,
+        version=f"v{versions.KIND_RUNC}",
+        tools=(("runc", RUNC_MODULE),),
+        cgo=True,
+        tags=("seccomp", "urfave_cli_no_docs", "netgo", "osusergo"),
+        buildmode="pie",
+        link_flags=("-linkmode", "external", "-extldflags", "-static-pie"),
+        version_check=("runc", ("--version",), f"runc version {versions.KIND_RUNC}"),
+    )
+
+
+def crictl_component() -> GoComponent:
+    version = f"v{versions.KIND_CRICTL}"
+    return GoComponent(
+        name="crictl",
+        module=CRI_TOOLS_MODULE,
+        version=version,
+        tools=(("crictl", f"{CRI_TOOLS_MODULE}/cmd/crictl"),),
+        ldflags_x=((f"{CRI_TOOLS_MODULE}/pkg/version.Version", version),),
+        version_check=("crictl", ("--version",), f"crictl version {version}"),
+    )
+
+
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "ptp")
+
+
+def cni_plugins_component() -> GoComponent:
+    version = f"v{versions.KIND_CNI_PLUGINS}"
+    where = {"bridge": "main", "loopback": "main", "ptp": "main", "host-local": "ipam", "portmap": "meta"}
+    return GoComponent(
+        name="cni-plugins",
+        module=CNI_PLUGINS_MODULE,
+        version=version,
+        tools=tuple((p, f"{CNI_PLUGINS_MODULE}/plugins/{where[p]}/{p}") for p in CNI_PLUGINS),
+        ldflags_x=((f"{CNI_PLUGINS_MODULE}/pkg/utils/buildversion.BuildVersion", version),),
+        version_check=("ptp", ("--version",), f"CNI ptp plugin {version}"),
+    )
+
+
+def coredns_component() -> GoComponent:
+    version = f"v{versions.COREDNS}"
+    return GoComponent(name="coredns", module=COREDNS_MODULE, version=version,
+                       tools=(("coredns", COREDNS_MODULE),),
+                       version_check=("coredns", ("-version",), f"CoreDNS-{versions.COREDNS}"))
+
+
 def go_components() -> tuple[GoComponent, ...]:
     """The local testbed's components. Cheapest first, so a broken setup fails before the long builds."""
     return (etcd_component(), kwok_component(), kubernetes_component(), kserve_component())
 
 
+def kind_node_components() -> tuple[GoComponent, ...]:
+    """What a kind cluster built here needs: kind itself, and the node image's binaries. Cheapest
+    first; Kubernetes and etcd are the testbed's own builds."""
+    return (kind_component(), cni_plugins_component(), runc_component(), crictl_component(), etcd_component(),
+            containerd_component(), coredns_component(), kubernetes_component())
+
+
 def all_components() -> tuple[GoComponent, ...]:
-    return (*go_components(), kustomize_component())
+    seen: dict[str, GoComponent] = {}
+    for component in (*go_components(), kustomize_component(), *kind_node_components()):
+        seen.setdefault(component.name, component)
+    return tuple(seen.values())
 
 
 COMPONENT_NAMES = tuple(c.name for c in go_components())
+KIND_NODE_NAMES = tuple(c.name for c in kind_node_components())
 ALL_NAMES = tuple(c.name for c in all_components())
 
 
@@ -211,14 +325,15 @@ def _go_binary() -> str:
     return go
 
 
-def _go_env(*, mod: str = "readonly") -> dict[str, str]:
+def _go_env(*, mod: str = "readonly", cgo: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     # readonly: a build never edits the committed go.mod/go.sum. buildvcs=false: the wrappers
     # sit in this repository, whose commit must not change the binaries.
     env["GOFLAGS"] = f"-mod={mod} -buildvcs=false"
     env["GOWORK"] = "off"  # each wrapper is built alone, whatever go.work is around
-    # Static binaries, like Kubernetes' own release builds; no C compiler needed.
-    env["CGO_ENABLED"] = "0"
+    # Static binaries, like Kubernetes' own release builds; no C compiler needed (but where a
+    # component has C parts: runc, linked statically all the same).
+    env["CGO_ENABLED"] = "1" if cgo else "0"
     return env
 
 
@@ -339,6 +454,8 @@ def _render_wrapper_gomod(component: GoComponent) -> str:
     """The wrapper's go.mod before `go mod tidy`, derived from the upstream module's go.mod."""
     upstream = _gomod_json(Path(module_download(component.module, component.version)["GoMod"]))
     go_version = upstream.get("Go") or "1.24.0"
+    if _language_version(go_version) < _language_version(WRAPPER_GO_MIN):
+        go_version = WRAPPER_GO_MIN  # e.g. kind's go.mod says 1.17
     replaces: list[str] = []
     for rep in upstream.get("Replace") or []:
         old, new = rep["Old"], rep["New"]
@@ -379,6 +496,10 @@ def _render_wrapper_gomod(component: GoComponent) -> str:
     return "\n".join(lines)
 
 
+def _language_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
 def sync_wrappers(log: Log = progress, names: Sequence[str] = ()) -> None:
     """Rewrite each toolchain/<name>/go.mod for the pinned version and refresh go.sum (network)."""
     for component in all_components():
@@ -404,7 +525,10 @@ def build_lock(name: str) -> Path:
 
 
 def _check_version(binary: Path, args: Sequence[str], expected: str, step: str) -> None:
-    out = _run([str(binary), *args], step=step)
+    result = proc.attempt([str(binary), *args], timeout=60)
+    out = result.stdout + result.stderr  # CNI plugins print their version on stderr
+    if result.returncode != 0:
+        raise BuildError(f"{step} failed (exit {result.returncode}): {binary.name} {' '.join(args)}\n{proc.tail(out)}")
     if expected not in out:
         raise BuildError(
             f"{step}: expected {expected!r} in the output of {binary.name} {' '.join(args)}, "
@@ -421,14 +545,36 @@ def _default_binary_name(package: str) -> str:
 
 
 def _ldflags(component: GoComponent) -> str:
-    return " ".join(["-s", "-w", *(f"-X {k}={v}" for k, v in component.ldflags_x)])
+    return " ".join(["-s", "-w", *component.link_flags, *(f"-X {k}={v}" for k, v in component.ldflags_x)])
 
 
 def _key(component: GoComponent) -> str:
-    """What a cached build is valid for: the version, the wrapper's pins, the flags and packages."""
-    return hashlib.sha256(
-        json.dumps([component.version, _wrapper_hash(component), _ldflags(component), component.packages]).encode()
-    ).hexdigest()
+    """What a cached build is valid for: the version, the wrapper's pins, the flags and packages
+    (and the build options, where a component sets any)."""
+    parts: list[Any] = [component.version, _wrapper_hash(component), _ldflags(component), component.packages]
+    if component.build_options():
+        parts.append(component.build_options())
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def build_command(component: GoComponent, output_dir: Path) -> list[str]:
+    """The `go build` of a component into `output_dir`, at a lower CPU priority."""
+    cmd = [_go_binary(), "build", "-v", "-trimpath"]
+    if component.tags:
+        cmd += ["-tags", ",".join(component.tags)]
+    if component.buildmode:
+        cmd.append(f"-buildmode={component.buildmode}")
+    cmd += ["-ldflags", _ldflags(component), "-o", f"{output_dir}{os.sep}", *component.packages]
+    return proc.niced(cmd)
+
+
+def component_dir(component: GoComponent) -> Path:
+    return bin_root() / component.dir_name
+
+
+def is_built(component: GoComponent) -> bool:
+    """Built and cached for the current pins (nothing is built here)."""
+    return proc.is_done(component_dir(component), _key(component), component.binaries)
 
 
 def missing_components(names: Sequence[str] = COMPONENT_NAMES) -> list[str]:
@@ -451,10 +597,8 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
             f"(cold builds take minutes)")
         staging = proc.staging(final)
         try:
-            cmd = [_go_binary(), "build", "-v", "-trimpath", "-ldflags", ldflags,
-                   "-o", f"{staging}{os.sep}", *component.packages]
-            _run_with_progress(cmd, step=f"go build {component.name} {component.version}",
-                               cwd=component.wrapper_dir, env=_go_env(), log=log)
+            _run_with_progress(build_command(component, staging), step=f"go build {component.name} {component.version}",
+                               cwd=component.wrapper_dir, env=_go_env(cgo=component.cgo), log=log)
             for name, package in component.tools:
                 built = _default_binary_name(package)
                 if built != name:
@@ -463,7 +607,7 @@ def _ensure_go_component(component: GoComponent, *, force: bool, log: Log) -> Co
                 binary, args, expected = component.version_check
                 _check_version(staging / binary, args, expected, step=f"check {binary} version")
             proc.publish(staging, final, key, {"component": component.name, "version": component.version,
-                                           "ldflags": ldflags})
+                                               "ldflags": ldflags, **component.build_options()})
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     seconds = time.monotonic() - started
