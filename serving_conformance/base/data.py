@@ -1,5 +1,6 @@
 """Files shipped with the package: the conformance tests, default manifests, kind's cluster
-config and the wrapper Go modules the builds use. Paths only; nothing is read here."""
+config, the wrapper Go modules the builds use and the container engine's runc wrapper. Paths
+only; nothing is read here."""
 
 from __future__ import annotations
 
@@ -11,3 +12,4 @@ SUITE = PACKAGE / "suite"
 DEFAULT_MANIFESTS = DATA / "manifests"
 KIND_CONFIG = DATA / "kind" / "cluster.yaml"
 TOOLCHAIN = DATA / "toolchain"
+RUNC_WRAPPER = DATA / "docker" / "runc-drop-sys-resource"

@@ -250,13 +250,20 @@ def spawn(
     return process
 
 
-def stop(run_dir: Path, name: str, grace: float = STOP_GRACE_S) -> bool:
+def stop(run_dir: Path, name: str, grace: float = STOP_GRACE_S, group: bool = True) -> bool:
     """Stop a recorded process group; True if it was running. The record is removed only once the
-    process is gone: a survivor stays recorded for the next sweep, and is raised about."""
+    process is gone: a survivor stays recorded for the next sweep, and is raised about.
+    `group=False` signals the recorded process alone (a daemon that stops its own children in
+    order, as dockerd does its containerd), then waits for its group to end."""
     record = read_record(run_dir, name)
     if record is None:
         return False
     was_running = record.alive()
+    if was_running and not group:
+        kill_pids([record.pid], grace)
+        deadline = time.monotonic() + grace
+        while group_pids(record.pid) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
     if was_running and not terminate_group(record.pid, grace):
         if record.alive():
             raise CommandError(f"{name} (pid {record.pid}) still runs after SIGKILL; its record is kept")

@@ -33,6 +33,13 @@ class Timeouts:
     engine_start: float = 300
     engine_stop: float = 30
     namespace_deleted: float = 180
+    # Preparing a machine for kind: Debian packages (apt-get), dockerd answering `docker info`
+    # after its start, and a `docker` command on the engine (import, build, network, exec).
+    package_install: float = 900
+    container_engine_start: float = 90
+    docker_command: float = 600
+    # A new kind cluster: every node given a podCIDR, its CNI written and the node Ready.
+    kind_nodes_ready: float = 240
 
     @classmethod
     def names(cls) -> list[str]:
