@@ -41,3 +41,5 @@ def base_settings(**changes):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "testbed: runs the suite against the local testbed (minutes)")
+    config.addinivalue_line("markers", "kind: boots a real kind cluster from the node image built here "
+                            "(minutes; root, a container engine)")

@@ -1,37 +1,43 @@
-"""Contract tests of the commands sent to what cannot run here (kind, docker), and the context guard."""
+"""Contract tests of the commands sent to kind and docker where a real run cannot show them (a
+failed create, an old kind, no engine, a reused or kept cluster), and the context guard. The real
+kind cluster is booted by tests/test_kind_cluster.py (marker `kind`)."""
 
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from serving_conformance.base import versions
-from serving_conformance.base.data import KIND_CONFIG
-from serving_conformance.cluster.base import ProviderError
+from serving_conformance.cluster.base import Cluster, ProviderError
 from serving_conformance.providers.choose import choose_provider
 from serving_conformance.providers.existing import ExistingProvider
-from serving_conformance.providers.kind import KindProvider
+from serving_conformance.providers.kind import KIND_WORKERS, KindProvider, cluster_config
+from serving_conformance.toolchain.docker import KIND_NETWORK, KIND_NETWORK_SUBNET
 from tests.conftest import base_settings
 
 FAKE = """#!{python}
 import json, os, sys
 log = os.environ["FAKE_LOG"]
 with open(log, "a") as f:
-    f.write(json.dumps([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "\\n")
+    f.write(json.dumps({{"argv": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+                        "network": os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK")}}) + "\\n")
 state = json.loads(os.environ.get("FAKE_STATE", "{{}}"))
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
 if name == "docker":
+    if args[:2] == ["network", "inspect"]:
+        print(json.dumps([{{"Subnet": "{subnet}"}}]))
     sys.exit(0 if state.get("docker", True) else 1)
 if args[:1] == ["version"]:
     print(state.get("version", "kind v0.30.0 go1.24.6 linux/amd64"))
 elif args[:2] == ["get", "clusters"]:
     print("\\n".join(state.get("clusters", [])))
 elif args[:2] == ["get", "kubeconfig"]:
-    print("apiVersion: v1\\nkind: Config\\n")
+    print("apiVersion: v1\\nkind: Config\\nclusters: []\\ncontexts: []\\nusers: []\\n")
 elif args[:2] == ["create", "cluster"]:
     sys.exit(state.get("create_rc", 0))
 """
@@ -41,20 +47,21 @@ elif args[:2] == ["create", "cluster"]:
 def fake_tools(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    import sys
-
     for tool in ("kind", "docker"):
         path = bin_dir / tool
-        path.write_text(FAKE.format(python=sys.executable))
+        path.write_text(FAKE.format(python=sys.executable, subnet=KIND_NETWORK_SUBNET))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / "calls.jsonl"
+    # A private cache: no kind built here, so the `kind` on PATH (the fake) is the one used.
+    monkeypatch.setenv("SERVING_CONFORMANCE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_LOG", str(log))
 
-    def calls(tool="kind"):
+    def calls(tool="kind", with_env=False):
         if not log.exists():
             return []
-        return [c[1:] for c in map(json.loads, log.read_text().splitlines()) if c[0] == tool]
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        return [(e["argv"][1:], e["network"]) if with_env else e["argv"][1:] for e in entries if e["argv"][0] == tool]
 
     def state(**values):
         monkeypatch.setenv("FAKE_STATE", json.dumps(values))
@@ -62,26 +69,36 @@ def fake_tools(tmp_path, monkeypatch):
     return calls, state
 
 
-def test_kind_creates_a_cluster_with_the_pinned_node_image_and_config(fake_tools, tmp_path):
+def kind_provider(settings, tmp_path):
+    return KindProvider(settings, tmp_path, log=lambda _: None, node_image=lambda extra: "sc.local/kind-node:test")
+
+
+def test_a_failed_create_uses_the_built_node_image_and_kinds_network_then_removes_the_half_cluster(fake_tools, tmp_path):
     calls, state = fake_tools
-    state(clusters=[])
-    provider = KindProvider(base_settings(cluster="kind"), tmp_path)
-    cluster = provider.start()
-    create = [c for c in calls() if c[:2] == ["create", "cluster"]]
-    assert create == [[
-        "create", "cluster", "--name", "serving-conformance", "--config", str(KIND_CONFIG),
-        "--image", f"kindest/node:v{versions.KIND_NODE_IMAGE_K8S}",
-        "--kubeconfig", str(tmp_path / "kind-kubeconfig.yaml"), "--wait", "300s",
-    ]]
-    assert cluster.created and cluster.context == "kind-serving-conformance"
-    provider.stop(cluster)
-    assert calls()[-1] == ["delete", "cluster", "--name", "serving-conformance", "--kubeconfig", str(tmp_path / "kind-kubeconfig.yaml")]
+    state(clusters=[], create_rc=1)
+    with pytest.raises(ProviderError, match="could not create"):
+        kind_provider(base_settings(cluster="kind"), tmp_path).start()
+    kubeconfig = str(tmp_path / "kind-kubeconfig.yaml")
+    create = [c for c in calls(with_env=True) if c[0][:2] == ["create", "cluster"]]
+    assert create == [([
+        "create", "cluster", "--name", "serving-conformance", "--config", str(tmp_path / "kind-cluster.yaml"),
+        "--image", "sc.local/kind-node:test", "--kubeconfig", kubeconfig,
+    ], KIND_NETWORK)]
+    assert calls()[-1] == ["delete", "cluster", "--name", "serving-conformance", "--kubeconfig", kubeconfig]
+    config = yaml.safe_load((tmp_path / "kind-cluster.yaml").read_text())
+    assert config == cluster_config()
+    assert [n["role"] for n in config["nodes"]] == ["control-plane"] + ["worker"] * KIND_WORKERS
+    assert config["networking"] == {
+        "ipFamily": "ipv4", "apiServerAddress": "127.0.0.1", "disableDefaultCNI": True, "kubeProxyMode": "iptables",
+        "podSubnet": "198.19.128.0/17", "serviceSubnet": "198.19.64.0/20",
+    }
+    assert not [c for c in calls("docker") if c[:2] == ["network", "create"]]  # the network existed
 
 
 def test_kind_reuses_a_cluster_of_the_same_name_and_never_deletes_it(fake_tools, tmp_path):
     calls, state = fake_tools
     state(clusters=["serving-conformance"])
-    provider = KindProvider(base_settings(cluster="kind"), tmp_path)
+    provider = kind_provider(base_settings(cluster="kind"), tmp_path)
     cluster = provider.start()
     provider.stop(cluster)
     assert not cluster.created
@@ -90,39 +107,33 @@ def test_kind_reuses_a_cluster_of_the_same_name_and_never_deletes_it(fake_tools,
 
 
 def test_keep_cluster_keeps_what_kind_created(fake_tools, tmp_path):
-    calls, state = fake_tools
-    state(clusters=[])
-    provider = KindProvider(base_settings(cluster="kind", keep_cluster=True), tmp_path)
-    provider.stop(provider.start())
+    calls, _ = fake_tools
+    created = Cluster(provider="kind", name="serving-conformance", kubeconfig=tmp_path / "k", context=None, created=True)
+    kind_provider(base_settings(cluster="kind", keep_cluster=True), tmp_path).stop(created)
     assert not [c for c in calls() if c[0] == "delete"]
+    kind_provider(base_settings(cluster="kind"), tmp_path).stop(created)
+    assert [c for c in calls() if c[0] == "delete"]
 
 
-def test_a_failed_create_removes_the_half_cluster(fake_tools, tmp_path):
-    calls, state = fake_tools
-    state(clusters=[], create_rc=1)
-    with pytest.raises(ProviderError, match="could not create"):
-        KindProvider(base_settings(cluster="kind"), tmp_path).start()
-    assert calls()[-1][:2] == ["delete", "cluster"]
-
-
-def test_an_old_kind_is_refused(fake_tools, tmp_path):
+def test_an_old_kind_on_path_is_refused(fake_tools, tmp_path):
     _, state = fake_tools
     state(version="kind v0.20.0 go1.20 linux/amd64")
     with pytest.raises(ProviderError, match=f"older than the {versions.KIND_MIN}"):
-        KindProvider(base_settings(cluster="kind"), tmp_path).start()
+        kind_provider(base_settings(cluster="kind"), tmp_path).start()
 
 
-def test_kind_without_a_container_engine_is_refused(fake_tools, tmp_path):
+def test_kind_without_a_container_engine_is_refused_saying_how_to_set_one_up(fake_tools, tmp_path):
     _, state = fake_tools
     state(docker=False)
-    with pytest.raises(ProviderError, match="container engine"):
-        KindProvider(base_settings(cluster="kind"), tmp_path).start()
+    with pytest.raises(ProviderError, match="container engine.*prepare --for-cluster kind"):
+        kind_provider(base_settings(cluster="kind"), tmp_path).start()
 
 
-def test_missing_kind_says_how_to_get_it(tmp_path, monkeypatch):
+def test_without_kind_or_go_it_says_how_to_get_kind(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVING_CONFORMANCE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ProviderError, match="not on PATH"):
-        KindProvider(base_settings(cluster="kind"), tmp_path).start()
+    with pytest.raises(ProviderError, match="neither built nor on PATH.*prepare --for-cluster kind"):
+        kind_provider(base_settings(cluster="kind"), tmp_path).start()
 
 
 def test_auto_takes_the_local_testbed_without_a_container_engine(fake_tools, tmp_path):

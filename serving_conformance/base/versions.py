@@ -12,7 +12,7 @@ GATEWAY_API = "1.4.1"
 CERT_MANAGER = "1.19.1"
 # The Gateway API implementation installed on kind (the one KServe's own e2e scripts use).
 ENVOY_GATEWAY = "1.7.0"
-KIND_NODE_IMAGE_K8S = "1.34.0"
+# A `kind` found on PATH must be at least this one (the suite otherwise builds KIND itself).
 KIND_MIN = "0.27.0"
 
 # kind, and its node image built here from published sources (nothing is pulled): the node runs

@@ -27,7 +27,7 @@ def resolve_choice(choice: str, log: Callable[[str], None]) -> str:
 def choose_provider(settings: Settings, run_dir: Path, log: Callable[[str], None], choice: str | None = None) -> Provider:
     choice = resolve_choice(choice or settings.cluster, log)
     if choice == "kind":
-        return KindProvider(settings, run_dir)
+        return KindProvider(settings, run_dir, log=log)
     if choice == "existing":
         return ExistingProvider(settings, run_dir)
     if choice == "local":

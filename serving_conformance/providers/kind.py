@@ -1,27 +1,59 @@
-"""`--cluster kind`: drives the `kind` on PATH (see the README for why not pytest-kind's own).
+"""`--cluster kind`: a real kind cluster, offline, from a node image built here.
 
-Every command is an argument list run through the process layer; a failed create removes the half
-cluster; a cluster of the same name that already exists is reused and then never deleted.
+- kind is the cached build of the pinned version (toolchain.kindnode), else the `kind` on PATH
+  (at least KIND_MIN), else it is built;
+- the node image is built here from published sources (`toolchain.kindnode.ensure_node_image`,
+  cached; the platform's images can be preloaded into it), never `kindest/node`;
+- the cluster is the control plane and KIND_WORKERS workers, on kind's own docker network
+  (`toolchain.docker.KIND_NETWORK`), from `data/kind/cluster.yaml` (no default CNI), kubeconfig in
+  the run directory; once kind has created it, each node gets its CNI config and routes
+  (`providers.kindnet`, the stand-in for kindnetd), and the workers advertise simulated GPUs;
+- a failed create removes the half cluster; a cluster of the same name that already exists is
+  reused as it is and never deleted; `--keep-cluster` keeps what the suite created.
+
+Every command is an argument list run through the process layer (`Runner`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from serving_conformance.base import proc, versions
 from serving_conformance.base.data import KIND_CONFIG
+from serving_conformance.base.progress import progress
 from serving_conformance.base.settings import Settings
-from serving_conformance.cluster.base import Cluster, Feature, ProviderError
+from serving_conformance.cluster.base import Cluster, Feature, ProviderError, Substitution
+from serving_conformance.cluster.kube import Kube, Ref
+from serving_conformance.providers import kindnet
+from serving_conformance.toolchain import docker, kindnode
 
-Runner = Callable[[list[str]], subprocess.CompletedProcess]
+Runner = Callable[..., subprocess.CompletedProcess]
+Log = Callable[[str], None]
+NodeImageBuilder = Callable[[Sequence[Path]], str]
+
+# The cluster's size: the control plane's pods request about 860m, so on a 2-core machine only a
+# node without them has the 2 allocatable CPUs a vLLM CPU pod requests.
+KIND_WORKERS = 2
+GPU_RESOURCE = "nvidia.com/gpu"
+SIMULATED_GPUS_PER_WORKER = 4
+SIMULATED_GPU_LABEL = "serving-conformance.dev/simulated-gpu"
+POD_NETWORK_LABEL = "serving-conformance.dev/pod-network"
+POD_NETWORK_VALUE = "cni-ptp"
+FIELD_MANAGER = "serving-conformance-kind"
 
 
-def run_command(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
-    return proc.attempt(args, timeout=timeout)
+def run_command(args: list[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
+                input: str | None = None) -> subprocess.CompletedProcess:
+    return proc.attempt(args, timeout=timeout, env=env, input=input)
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -34,73 +66,224 @@ def version_tuple(text: str) -> tuple[int, ...]:
 def docker_engine_available(run: Runner = run_command) -> bool:
     if shutil.which("docker") is None:
         return False
-    return run(["docker", "info", "--format", "{{.ServerVersion}}"]).returncode == 0
+    return run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=30).returncode == 0
+
+
+def cluster_config(workers: int = KIND_WORKERS) -> dict[str, Any]:
+    """The shipped cluster config with `workers` worker nodes added."""
+    config = yaml.safe_load(KIND_CONFIG.read_text())
+    config["nodes"] = [*config.get("nodes", []), *({"role": "worker"} for _ in range(workers))]
+    return config
+
+
+def simulated_gpu_substitution(workers: Sequence[str]) -> Substitution:
+    return Substitution(
+        "gpu", "nodes with NVIDIA GPUs",
+        f"{SIMULATED_GPUS_PER_WORKER} {GPU_RESOURCE} advertised on each kind worker ({', '.join(workers)}) by a "
+        "node status patch, an extended resource (no GPU exists)", (Feature.GPU,))
+
+
+def pod_network_substitution() -> Substitution:
+    return Substitution(
+        "pod-network", "the cluster's own pod network (kind's default: kindnetd)",
+        f"CNI plugins v{versions.KIND_CNI_PLUGINS} ptp + host-local per node, with routes between the nodes "
+        "set by the suite", (Feature.GATEWAY,))
 
 
 class KindProvider:
     name = "kind"
 
-    def __init__(self, settings: Settings, run_dir: Path, run: Runner = run_command) -> None:
+    def __init__(
+        self, settings: Settings, run_dir: Path, run: Runner = run_command, log: Log = progress,
+        node_image: NodeImageBuilder | None = None, extra_images: Sequence[Path] = (),
+        workers: int = KIND_WORKERS,
+    ) -> None:
         self.settings = settings
         self.run_dir = run_dir
         self.run = run
+        self.log = log
+        self.node_image = node_image or (lambda extra: kindnode.ensure_node_image(extra, log=log))
+        self.extra_images = tuple(extra_images)
+        self.workers = workers
         self.kubeconfig = run_dir / "kind-kubeconfig.yaml"
+        self._kind: str | None = None
 
-    def _kind(self, *args: str) -> subprocess.CompletedProcess:
-        return self.run(["kind", *args])
+    # --- tools ------------------------------------------------------------------------------
+
+    def kind_binary(self) -> str:
+        """The cached kind, else kind on PATH (if recent enough), else a build of the pinned one."""
+        if self._kind is None:
+            cached = kindnode.cached_kind()
+            if cached is not None:
+                self._kind = str(cached)
+            elif shutil.which("kind") is not None:
+                result = self.run(["kind", "version"], timeout=60)
+                try:
+                    found = version_tuple(result.stdout)
+                except ValueError as exc:
+                    raise ProviderError(f"cannot read the kind version from `kind version`: {result.stdout!r}") from exc
+                if found < version_tuple(versions.KIND_MIN):
+                    raise ProviderError(f"kind {'.'.join(map(str, found))} is older than the {versions.KIND_MIN} "
+                                        "this suite needs; upgrade kind or remove it from PATH (the suite then "
+                                        f"builds kind {versions.KIND})")
+                self._kind = "kind"
+            else:
+                if shutil.which("go") is None:
+                    raise ProviderError(f"kind is neither built nor on PATH, and building kind {versions.KIND} needs Go: "
+                                        "run `python -m serving_conformance.prepare --for-cluster kind`")
+                self.log(f"building kind {versions.KIND}")
+                self._kind = str(kindnode.ensure_kind(self.log))
+        return self._kind
+
+    def _kind_cmd(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": docker.KIND_NETWORK}
+        return self.run([self.kind_binary(), *args], env=env, timeout=timeout)
 
     def check_tools(self) -> str:
-        if shutil.which("kind") is None:
-            raise ProviderError(
-                f"`kind` is not on PATH: install kind {versions.KIND_MIN} or later "
-                "(https://kind.sigs.k8s.io/docs/user/quick-start/#installation), "
-                "or choose --cluster existing or --cluster local"
-            )
-        result = self._kind("version")
-        try:
-            found = version_tuple(result.stdout)
-        except ValueError as exc:
-            raise ProviderError(f"cannot read the kind version from `kind version`: {result.stdout!r}") from exc
-        if found < version_tuple(versions.KIND_MIN):
-            raise ProviderError(
-                f"kind {'.'.join(map(str, found))} is older than the {versions.KIND_MIN} this suite needs; upgrade kind"
-            )
+        kind = self.kind_binary()
         if not docker_engine_available(self.run):
-            raise ProviderError("kind needs a running container engine and `docker info` fails here")
-        return result.stdout.strip()
+            raise ProviderError("kind needs a running container engine and `docker info` fails here: "
+                                "`python -m serving_conformance.prepare --for-cluster kind` sets one up "
+                                "(root, Debian), or start yours")
+        return self.run([kind, "version"], timeout=60).stdout.strip()
+
+    # --- start / stop ---------------------------------------------------------------------------
 
     def start(self) -> Cluster:
+        started = time.monotonic()
         kind_version = self.check_tools()
+        timeouts = self.settings.timeouts
+        try:
+            docker.ensure_network(timeouts=timeouts)
+        except (docker.EngineError, proc.CommandError) as exc:
+            raise ProviderError(str(exc)) from exc
         name = self.settings.cluster_name
-        existing = self._kind("get", "clusters").stdout.split()
-        created = name not in existing
-        if created:
-            result = self._kind(
-                "create", "cluster",
-                "--name", name,
-                "--config", str(KIND_CONFIG),
-                "--image", f"kindest/node:v{versions.KIND_NODE_IMAGE_K8S}",
-                "--kubeconfig", str(self.kubeconfig),
-                "--wait", f"{int(self.settings.timeouts.cluster_create)}s",
-            )
-            if result.returncode != 0:
-                # A failed create can leave a half cluster behind: remove it.
-                self._kind("delete", "cluster", "--name", name, "--kubeconfig", str(self.kubeconfig))
-                raise ProviderError(f"kind could not create cluster {name!r}:\n{result.stderr.strip()[-2000:]}")
-        else:
-            result = self._kind("get", "kubeconfig", "--name", name)
+        existing = self._kind_cmd("get", "clusters", timeout=60).stdout.split()
+        info: dict[str, Any] = {"kind": kind_version, "reused": name in existing}
+        if name in existing:
+            result = self._kind_cmd("get", "kubeconfig", "--name", name, timeout=60)
             if result.returncode != 0:
                 raise ProviderError(f"kind cannot give the kubeconfig of {name!r}: {result.stderr.strip()}")
             self.kubeconfig.write_text(result.stdout)
+            cluster = self._cluster(name, created=False, info=info)
+            cluster.substitutions = self._reused_substitutions(cluster)
+            self.log(f"kind cluster {name} exists: reused as it is (and never deleted)")
+            return cluster
+        image = self.node_image(self.extra_images)
+        info["nodeImage"] = image
+        config = self.run_dir / "kind-cluster.yaml"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump(cluster_config(self.workers), sort_keys=False))
+        self.log(f"creating kind cluster {name}: control plane + {self.workers} workers, node image {image}")
+        create_started = time.monotonic()
+        result = self._kind_cmd("create", "cluster", "--name", name, "--config", str(config), "--image", image,
+                                "--kubeconfig", str(self.kubeconfig), timeout=timeouts.cluster_create)
+        cluster = self._cluster(name, created=True, info=info)
+        if result.returncode != 0:
+            self._delete_after_failure(name)  # a failed create can leave a half cluster behind
+            raise ProviderError(f"kind could not create cluster {name!r}:\n{(result.stdout + result.stderr).strip()[-2000:]}")
+        info["createSeconds"] = round(time.monotonic() - create_started, 1)
+        try:
+            self.finish(cluster)
+        except BaseException:
+            self._delete_after_failure(name)
+            raise
+        info["readySeconds"] = round(time.monotonic() - started, 1)
+        self.log(f"kind cluster {name} ready in {info['readySeconds']}s (kind create {info['createSeconds']}s)")
+        return cluster
+
+    def _cluster(self, name: str, created: bool, info: dict[str, Any]) -> Cluster:
         return Cluster(
             provider=self.name, name=name, kubeconfig=self.kubeconfig, context=f"kind-{name}", created=created,
+            # No pod-network: from the suite, Services are reached by port-forward.
             features={Feature.SERVING, Feature.GATEWAY, Feature.KUBELET, Feature.ENGINE_VERSION},
-            info={"kind": kind_version, "reused": not created},
+            info=info,
         )
+
+    def finish(self, cluster: Cluster) -> None:
+        """After `kind create`: the pod network (kindnetd's stand-in), every node Ready, the
+        simulated GPUs on the workers, and the default ServiceAccount (pods are refused before)."""
+        timeouts = self.settings.timeouts
+        nodes = self._kind_cmd("get", "nodes", "--name", cluster.name, timeout=60).stdout.split()
+        if len(nodes) != 1 + self.workers:
+            raise ProviderError(f"kind reports nodes {nodes} for {cluster.name}, expected 1 + {self.workers} workers")
+        kube = Kube(cluster.kubeconfig, cluster.context)
+        routes = kindnet.node_routes(kube, nodes, timeouts.kind_nodes_ready)
+        pod_subnet = cluster_config(0)["networking"]["podSubnet"]
+        kindnet.configure_nodes(self.run, "docker", routes, pod_subnet, timeouts.docker_command)
+        for node in nodes:
+            kube.wait_for(Ref("v1", "Node", node), _node_ready, timeouts.kind_nodes_ready, f"node {node} Ready")
+        workers = [n for n in nodes if not _is_control_plane(kube, n)]
+        for node in nodes:
+            labels = {POD_NETWORK_LABEL: POD_NETWORK_VALUE}
+            if node in workers:
+                labels.update({SIMULATED_GPU_LABEL: "true", "nvidia.com/gpu.present": "true"})
+            kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": labels}},
+                       manager=FIELD_MANAGER)
+        for node in workers:
+            advertise_gpus(kube, node, SIMULATED_GPUS_PER_WORKER)
+        kube.wait_for(Ref("v1", "ServiceAccount", "default", "default"), lambda o: o is not None,
+                      timeouts.kind_nodes_ready, "the default ServiceAccount")
+        kube.wait_for(Ref("apps/v1", "Deployment", "coredns", "kube-system"), _available,
+                      timeouts.kind_nodes_ready, "CoreDNS available")
+        cluster.info["nodes"] = {r.name: {"address": r.address, "podCIDR": r.pod_cidr} for r in routes}
+        cluster.substitutions = [simulated_gpu_substitution(workers), pod_network_substitution()]
+
+    def _reused_substitutions(self, cluster: Cluster) -> list[Substitution]:
+        """A reused cluster is described by what its nodes carry (a cluster this suite made
+        earlier and kept is labelled so)."""
+        try:
+            nodes = Kube(cluster.kubeconfig, cluster.context).list("v1", "Node")
+        except Exception as exc:  # unreachable: the installer reports it
+            self.log(f"cannot read the nodes of {cluster.name}: {exc}")
+            return []
+        labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
+        result = []
+        simulated = sorted(n for n, lab in labels.items() if lab.get(SIMULATED_GPU_LABEL) == "true")
+        if simulated:
+            result.append(simulated_gpu_substitution(simulated))
+        if any(lab.get(POD_NETWORK_LABEL) == POD_NETWORK_VALUE for lab in labels.values()):
+            result.append(pod_network_substitution())
+        return result
 
     def start_components(self, cluster: Cluster, kube: object, manifests: object) -> None:
         """kind runs nothing of the platform itself: the installer installs all of it."""
 
+    def _delete(self, name: str) -> None:
+        result = self._kind_cmd("delete", "cluster", "--name", name, "--kubeconfig", str(self.kubeconfig),
+                                timeout=self.settings.timeouts.cluster_create)
+        if result.returncode != 0:
+            raise ProviderError(f"kind could not delete cluster {name!r}: {(result.stdout + result.stderr).strip()[-1000:]}")
+
+    def _delete_after_failure(self, name: str) -> None:
+        try:
+            self._delete(name)
+        except ProviderError as exc:  # the failure that brought us here is the one to report
+            self.log(str(exc))
+
     def stop(self, cluster: Cluster | None) -> None:
         if cluster is not None and cluster.created and not self.settings.keep_cluster:
-            self._kind("delete", "cluster", "--name", cluster.name, "--kubeconfig", str(cluster.kubeconfig))
+            self._delete(cluster.name)
+
+
+def _node_ready(node: Mapping[str, Any] | None) -> bool:
+    conditions = ((node or {}).get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _available(deployment: Mapping[str, Any] | None) -> bool:
+    conditions = ((deployment or {}).get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+
+
+def _is_control_plane(kube: Kube, name: str) -> bool:
+    node = kube.get(Ref("v1", "Node", name)) or {}
+    return "node-role.kubernetes.io/control-plane" in ((node.get("metadata") or {}).get("labels") or {})
+
+
+def advertise_gpus(kube: Kube, node: str, count: int) -> None:
+    """An extended resource on the node's status (capacity and allocatable), as Kubernetes documents
+    for node-level extended resources; the scheduler then counts it like a device plugin's."""
+    nodes = kube.resource("v1", "Node")
+    body = {"status": {"capacity": {GPU_RESOURCE: str(count)}, "allocatable": {GPU_RESOURCE: str(count)}}}
+    kube.dynamic.patch(nodes.status, body=body, name=node, content_type="application/merge-patch+json")

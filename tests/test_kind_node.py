@@ -1,0 +1,115 @@
+"""What the kind node image and its pod network are made of, checked without building them (the
+real build and boot: tests/test_kind_cluster.py, marker `kind`)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from serving_conformance.base import versions
+from serving_conformance.providers import kindnet
+from serving_conformance.toolchain import kindnode, oci
+
+# The shape of kind v0.33.0's images/base/files/etc/containerd/config.toml (abridged comments).
+KIND_CONTAINERD_CONFIG = """version = 2
+
+[proxy_plugins]
+# fuse-overlayfs is used for rootless
+[proxy_plugins."fuse-overlayfs"]
+  type = "snapshot"
+  address = "/run/containerd-fuse-overlayfs.sock"
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+  base_runtime_spec = "/etc/containerd/cri-base.json"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    SystemdCgroup = true
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.test-handler]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.test-handler.options]
+    SystemdCgroup = true
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  tolerate_missing_hugepages_controller = true
+  restrict_oom_score_adj = false
+"""
+
+
+def test_the_nodes_containerd_config_is_kinds_changed_for_this_kind_of_machine():
+    config = kindnode.containerd_config(KIND_CONTAINERD_CONFIG)
+    assert f'sandbox_image = "registry.k8s.io/pause:{versions.PAUSE}"' in config
+    assert "restrict_oom_score_adj = true" in config  # no CAP_SYS_RESOURCE: -998 would fail
+    assert config.count("SystemdCgroup = false") == 2 and "SystemdCgroup = true" not in config
+    assert "fuse-overlayfs" not in config and "proxy_plugins" not in config
+    assert 'snapshotter = "overlayfs"' in config
+
+
+def test_a_changed_kind_containerd_config_is_not_patched_blindly():
+    with pytest.raises(kindnode.NodeImageError, match="changed shape"):
+        kindnode.containerd_config(KIND_CONTAINERD_CONFIG.replace("SystemdCgroup = true", "SystemdCgroup=true"))
+
+
+def test_the_images_are_named_as_kubeadm_expects(tmp_path):
+    # `kubeadm config images list --kubernetes-version v1.34.3`
+    expected = {
+        "registry.k8s.io/kube-apiserver:v1.34.3", "registry.k8s.io/kube-controller-manager:v1.34.3",
+        "registry.k8s.io/kube-scheduler:v1.34.3", "registry.k8s.io/kube-proxy:v1.34.3",
+        "registry.k8s.io/coredns/coredns:v1.12.1", "registry.k8s.io/pause:3.10.1", "registry.k8s.io/etcd:3.6.5-0",
+    }
+    specs = kindnode.image_specs(tmp_path, tmp_path, tmp_path, tmp_path / "pause")
+    assert {s.name for s in specs} == expected
+    pause = next(s for s in specs if "pause" in s.name)
+    assert pause.user == "65535:65535" and pause.entrypoint == ("/pause",)
+
+
+def test_an_extra_image_is_known_by_its_layouts_name_and_digest(tmp_path):
+    built = oci.write_layout(tmp_path / "x.tar", "example.local/extra:1", [oci.Layer(files=(("/hello", b"hi", 0o644),))],
+                             oci.ImageConfig())
+    assert kindnode.layout_identity(built.path) == ("example.local/extra:1", built.digest)
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.add(tmp_path / "x.tar", arcname="x.tar")
+    with pytest.raises(kindnode.NodeImageError, match="not an OCI image layout"):
+        kindnode.layout_identity(plain)
+
+
+def test_each_node_gets_a_ptp_conflist_for_its_own_pod_cidr_without_masquerade():
+    config = kindnet.conflist("198.19.129.0/24")
+    ptp, portmap = config["plugins"]
+    assert ptp["type"] == "ptp" and ptp["ipMasq"] is False
+    assert ptp["ipam"]["ranges"] == [[{"subnet": "198.19.129.0/24"}]]
+    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}}
+    json.dumps(config)
+    # pod-to-pod keeps its addresses; traffic leaving the pod network is masqueraded by the node
+    rule = kindnet.masquerade_rule("198.19.128.0/17")
+    assert rule[:6] == ["POSTROUTING", "-s", "198.19.128.0/17", "!", "-d", "198.19.128.0/17"]
+    assert rule[-2:] == ["-j", "MASQUERADE"]
+
+
+def test_configure_nodes_writes_conflists_and_routes_to_the_other_nodes_only(tmp_path):
+    import subprocess
+
+    sent: list[tuple[list[str], str | None]] = []
+
+    def run(args, timeout=None, input=None):
+        sent.append((args, input))
+        checking = args[3:6] == ["iptables", "-t", "nat"] and "-C" in args
+        return subprocess.CompletedProcess(args, 1 if checking else 0, "", "")
+
+    routes = [kindnet.NodeRoute("cp", "198.19.32.2", "198.19.128.0/24"),
+              kindnet.NodeRoute("w1", "198.19.32.3", "198.19.129.0/24")]
+    kindnet.configure_nodes(run, "docker", routes, "198.19.128.0/17", 30)
+    on_w1 = [a[3:] for a, _ in sent if a[:3] == ["docker", "exec", "w1"] or a[:4] == ["docker", "exec", "-i", "w1"]]
+    assert ["ip", "route", "replace", "198.19.128.0/24", "via", "198.19.32.2"] in on_w1
+    assert not [a for a in on_w1 if a[:3] == ["ip", "route", "replace"] and a[3] == "198.19.129.0/24"]
+    written = [json.loads(i) for a, i in sent if i is not None and a[3] == "w1"]
+    assert written == [kindnet.conflist("198.19.129.0/24")]
+    staged, final = f"{kindnet.CONFLIST_DIR}/.{kindnet.CONFLIST_NAME}.tmp", f"{kindnet.CONFLIST_DIR}/{kindnet.CONFLIST_NAME}"
+    assert ["docker", "exec", "w1", "mv", staged, final] in [a for a, _ in sent]  # renamed into place whole
+    assert sum(1 for a, _ in sent if "-A" in a) == 2  # the masquerade rule, once per node
+
