@@ -56,7 +56,9 @@ def test_kind_boots_nodes_ready_with_cross_node_pod_traffic_and_is_deleted(tmp_p
             assert node["status"]["allocatable"][GPU_RESOURCE] == str(SIMULATED_GPUS_PER_WORKER)
             # a vLLM CPU pod requests 2 CPUs: only a worker has them all
             assert node["status"]["allocatable"]["cpu"] in ("2", "2000m")
-        seen = kindnet.verify_pod_network(kube, kindnode.busybox_image_name(), 180, lines.append)
+        # by digest, as the platform's manifests name their images: the preload records the digest reference
+        busybox = kindnode.build_node_image(log=lines.append).reference(kindnode.busybox_image_name())
+        seen = kindnet.verify_pod_network(kube, busybox, 180, lines.append)
         assert len(seen["nodes"]) == 2
     finally:
         provider.stop(cluster)

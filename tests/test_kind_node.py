@@ -113,3 +113,11 @@ def test_configure_nodes_writes_conflists_and_routes_to_the_other_nodes_only(tmp
     assert ["docker", "exec", "w1", "mv", staged, final] in [a for a, _ in sent]  # renamed into place whole
     assert sum(1 for a, _ in sent if "-A" in a) == 2  # the masquerade rule, once per node
 
+
+
+def test_preloaded_images_are_also_named_by_digest_as_a_pull_would_record_them():
+    assert kindnode._repository("registry.k8s.io/pause:3.10.1") == "registry.k8s.io/pause"
+    assert kindnode._repository("localhost:5001/models/qwen") == "localhost:5001/models/qwen"
+    assert kindnode._repository("localhost:5001/models/qwen:v1") == "localhost:5001/models/qwen"
+    image = kindnode.NodeImage("t", "k", False, {}, preloaded=(("registry.k8s.io/pause:3.10.1", "sha256:ab"),))
+    assert image.reference("registry.k8s.io/pause:3.10.1") == "registry.k8s.io/pause@sha256:ab"

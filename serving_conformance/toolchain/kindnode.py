@@ -63,8 +63,11 @@ from serving_conformance.toolchain.go import (
 Log = Callable[[str], None]
 T = TypeVar("T")
 
-# Bump when the assembly below changes in a way its inputs do not show.
-RECIPE = 1
+# Bump one when its part below changes in a way the inputs do not show: the rootfs (debootstrap and
+# its clean-ups), the images (their layouts), the node image (its assembly and preload).
+ROOTFS_RECIPE = 1
+IMAGES_RECIPE = 1
+NODE_RECIPE = 2
 NODE_IMAGE_REPOSITORY = "serving-conformance.local/kind-node"
 BUSYBOX_REPOSITORY = "serving-conformance.local/busybox"
 IMAGE_KEY_LABEL = "serving-conformance.dev/node-image-key"
@@ -192,7 +195,7 @@ def ensure_pause(log: Log = progress) -> Path:
 
 
 def rootfs_key() -> str:
-    return _sha("rootfs", RECIPE, versions.KIND_NODE_DEBIAN, DEBIAN_MIRROR, ROOTFS_PACKAGES)
+    return _sha("rootfs", ROOTFS_RECIPE, versions.KIND_NODE_DEBIAN, DEBIAN_MIRROR, ROOTFS_PACKAGES)
 
 
 def ensure_rootfs(log: Log = progress, timeouts: Timeouts | None = None) -> Path:
@@ -339,7 +342,7 @@ def _busybox_layer(directory: Path) -> oci.Layer:
 
 def images_key(component_keys: dict[str, str], pause: Path, rootfs: Path) -> str:
     ca = _file_sha(HOST_CA_BUNDLE) if HOST_CA_BUNDLE.is_file() else None
-    return _sha("images", RECIPE, component_keys, _file_sha(pause), str(rootfs.parent.name), ca, _file_sha(BUSYBOX))
+    return _sha("images", IMAGES_RECIPE, component_keys, _file_sha(pause), str(rootfs.parent.name), ca, _file_sha(BUSYBOX))
 
 
 def ensure_images(component_dirs: dict[str, Path], pause: Path, rootfs: Path, log: Log = progress) -> list[Path]:
@@ -385,6 +388,12 @@ def ensure_images(component_dirs: dict[str, Path], pause: Path, rootfs: Path, lo
     return [final / _layout_file(n) for n in names]
 
 
+def _repository(name: str) -> str:
+    """An image name without its tag (a registry's port is not a tag)."""
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
 def _layout_file(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".tar"
 
@@ -417,6 +426,13 @@ class NodeImage:
     built: bool
     timings: dict[str, float]
     components: tuple[ComponentResult, ...] = ()
+    # every preloaded image: name -> manifest digest (pods may name it either way)
+    preloaded: tuple[tuple[str, str], ...] = ()
+
+    def reference(self, name: str) -> str:
+        """A preloaded image's digest reference (repository@sha256:...)."""
+        digest = dict(self.preloaded)[name]
+        return f"{_repository(name)}@{digest}"
 
     def size_bytes(self, docker: str = "docker") -> int:
         out = proc.run([docker, "image", "inspect", "--format", "{{.Size}}", self.tag], step="docker image inspect")
@@ -447,13 +463,14 @@ def build_node_image(extra_images: Sequence[Path] = (), *, log: Log = progress, 
     rootfs = _timed("rootfs", timings, lambda: ensure_rootfs(log, timeouts))
     images = _timed("images", timings, lambda: ensure_images(dirs, pause, rootfs, log))
     preload = [*images, *(Path(p) for _, _, p in extras)]
-    key = _sha("node", RECIPE, versions.KIND, versions.KUBERNETES, rootfs.parent.name,
+    preloaded = tuple(layout_identity(p) for p in preload)
+    key = _sha("node", NODE_RECIPE, versions.KIND, versions.KUBERNETES, rootfs.parent.name,
                {name: _stamp_key(d) for name, d in dirs.items()}, _file_sha(pause),
                [layout_identity(p)[1] for p in images], [(n, d) for n, d, _ in extras])
     tag = f"{NODE_IMAGE_REPOSITORY}:v{versions.KUBERNETES}-{key[:12]}"
     with proc.file_lock(cache_dir("locks") / "kind-node-image.lock"):
         if not force and _image_exists(tag):
-            return NodeImage(tag, key, False, timings, tuple(results.values()))
+            return NodeImage(tag, key, False, timings, tuple(results.values()), preloaded)
         log(f"assembling the kind node image {tag} ({len(preload)} images preloaded)")
         started = time.monotonic()
         work = Path(tempfile.mkdtemp(prefix="node-image.", dir=kind_root()))
@@ -472,7 +489,7 @@ def build_node_image(extra_images: Sequence[Path] = (), *, log: Log = progress, 
         finally:
             shutil.rmtree(work, ignore_errors=True)
         _remove_older_node_images(tag)
-    return NodeImage(tag, key, True, timings, tuple(results.values()))
+    return NodeImage(tag, key, True, timings, tuple(results.values()), preloaded)
 
 
 def _install_kind_files(root: Path) -> None:
@@ -594,13 +611,18 @@ def _preload(root: Path, containerd_dir: Path, layouts: Sequence[Path], work: Pa
         ctr = [str(containerd_dir / "ctr"), "--address", str(socket), "--namespace", "k8s.io"]
         wanted = set()
         for layout in layouts:
-            image, _ = layout_identity(layout)
+            image, digest = layout_identity(layout)
             log(f"  preloading {image}")
-            # kind's own flags: pinned (kubelet never garbage-collects them), unpacked on first use.
+            # kind's flags, but --digests (it names an extra record by the date: not reproducible):
+            # pinned (kubelet never garbage-collects them), unpacked on first use.
             proc.run([*ctr, "images", "import", "--label=io.cri-containerd.pinned=pinned", "--all-platforms",
-                      "--no-unpack", "--digests", str(layout)], step=f"ctr images import {layout.name}",
+                      "--no-unpack", str(layout)], step=f"ctr images import {layout.name}",
                      timeout=_docker_timeout(), error=NodeImageError)
-            wanted.add(image)
+            # The digest reference, as a pull records it: pods may name the image by digest.
+            by_digest = f"{_repository(image)}@{digest}"
+            proc.run([*ctr, "images", "tag", image, by_digest], step=f"ctr images tag {by_digest}",
+                     timeout=_docker_timeout(), error=NodeImageError)
+            wanted |= {image, by_digest}
         listed = set(proc.run([*ctr, "images", "list", "-q"], step="ctr images list", error=NodeImageError).split())
         if wanted - listed:
             raise NodeImageError(f"preloaded images missing from the node's store: {sorted(wanted - listed)}")
