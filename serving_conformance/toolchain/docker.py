@@ -96,6 +96,8 @@ class Engine:
     changes: tuple[str, ...] = ()
 
     def summary(self) -> str:
+        if not self.started and self.pid:
+            return f"docker {self.version} answers (the dockerd the suite started earlier, pid {self.pid})"
         if not self.started:
             return f"docker {self.version} answers: used as it is"
         done = "; ".join(self.changes)
@@ -230,17 +232,22 @@ def _wait_for_engine(host: Host, record: proc.Record | None, timeout: float) -> 
         time.sleep(0.5)
 
 
+def _suite_dockerd(host: Host) -> int | None:
+    record = proc.read_record(host.state_dir, DOCKERD)
+    return record.pid if record is not None and record.alive() else None
+
+
 def ensure_engine(log: Log = progress, host: Host | None = None, timeouts: Timeouts | None = None) -> Engine:
     """A container engine that answers `docker info`: the one found, else one set up here."""
     host = host or Host()
     timeouts = timeouts or from_environment_and(())
     found = engine_version(host.docker)
     if found:
-        return Engine(found, started=False)
+        return Engine(found, started=False, pid=_suite_dockerd(host))
     with proc.file_lock(host.lock):
         found = engine_version(host.docker)  # another process may have started it meanwhile
         if found:
-            return Engine(found, started=False)
+            return Engine(found, started=False, pid=_suite_dockerd(host))
         record = proc.read_record(host.state_dir, DOCKERD)
         if record is not None and record.alive():
             log(f"dockerd started earlier by the suite (pid {record.pid}) does not answer yet: waiting")
