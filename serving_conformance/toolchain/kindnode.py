@@ -678,16 +678,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="assemble the node image again even when it exists")
     args = parser.parse_args(argv)
     try:
-        kind = ensure_kind()
+        kind = ensure_components(("kind",))["kind"]
         image = build_node_image(args.extra_image, force=args.force)
     except (NodeImageError, BuildError, proc.CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for result in image.components:
+    for result in (kind, *image.components):
         print(f"{result.name:<12} {result.version:<9} {result.status:<6} {result.seconds:8.1f} s  {result.directory}")
     for step, seconds in image.timings.items():
         print(f"{step:<22} {seconds:8.1f} s")
-    print(f"kind        {kind}")
+    print(f"kind        {kind.directory / 'kind'}")
     print(f"node image  {image.tag} ({'built' if image.built else 'cached'}, {image.size_bytes() / 1e6:.0f} MB)")
     return 0
 
