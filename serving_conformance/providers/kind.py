@@ -176,16 +176,17 @@ class KindProvider:
         config.write_text(yaml.safe_dump(cluster_config(self.workers), sort_keys=False))
         self.log(f"creating kind cluster {name}: control plane + {self.workers} workers, node image {image}")
         create_started = time.monotonic()
-        result = self._kind_cmd("create", "cluster", "--name", name, "--config", str(config), "--image", image,
-                                "--kubeconfig", str(self.kubeconfig), timeout=timeouts.cluster_create)
         cluster = self._cluster(name, created=True, info=info)
-        if result.returncode != 0:
-            self._delete_after_failure(name)  # a failed create can leave a half cluster behind
-            raise ProviderError(f"kind could not create cluster {name!r}:\n{(result.stdout + result.stderr).strip()[-2000:]}")
-        info["createSeconds"] = round(time.monotonic() - create_started, 1)
         try:
+            result = self._kind_cmd("create", "cluster", "--name", name, "--config", str(config), "--image", image,
+                                    "--kubeconfig", str(self.kubeconfig), timeout=timeouts.cluster_create)
+            if result.returncode != 0:
+                raise ProviderError(f"kind could not create cluster {name!r}:\n"
+                                    f"{(result.stdout + result.stderr).strip()[-2000:]}")
+            info["createSeconds"] = round(time.monotonic() - create_started, 1)
             self.finish(cluster)
         except BaseException:
+            # A failed or interrupted create can leave a half cluster behind; nothing has recorded it yet.
             self._delete_after_failure(name)
             raise
         info["readySeconds"] = round(time.monotonic() - started, 1)
