@@ -52,6 +52,8 @@ class Cluster:
     # The controllerName of the Gateway API implementation the provider runs, if it runs one.
     gateway_controller: str | None = None
     substitutions: list[Substitution] = field(default_factory=list)
+    # Images the provider built or mirrors, by the reference the manifests use (see --image-map).
+    image_map: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def offers(self, feature: Feature) -> bool:

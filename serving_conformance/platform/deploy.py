@@ -19,6 +19,7 @@ from typing import Any
 from serving_conformance.cluster.conditions import deployment_available as _available
 from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
@@ -35,6 +36,8 @@ class Deployer:
     kserve_namespace: str
     run_id: str
     progress: Callable[[str], None]
+    # Images reachable here for those the manifests name (--image-map, and what the provider built).
+    image_map: ImageMap = field(default_factory=ImageMap)
     applied: set[str] = field(default_factory=set)
     namespaces_checked: set[str] = field(default_factory=set)
     secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -47,6 +50,8 @@ class Deployer:
         return resource.namespace or self.namespace
 
     def _labelled(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The object as deployed: images mapped, labelled with the run."""
+        body = self.image_map.apply(body)
         meta = dict(body.get("metadata") or {})
         meta["labels"] = {**(meta.get("labels") or {}), RUN_LABEL: self.run_id}
         return {**body, "metadata": meta}

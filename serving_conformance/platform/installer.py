@@ -38,6 +38,7 @@ from serving_conformance.base.upstream import (
 from serving_conformance.cluster.base import Cluster, Component, Provider, ProviderError
 from serving_conformance.cluster.conditions import deployment_available
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, is_kserve_config, read_config
 from serving_conformance.manifests.roles import is_platform
@@ -92,6 +93,7 @@ class Installer:
         self.kube = kube
         self.manifests = manifests
         self.log = log
+        self.image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class Installer:
     def apply_all(self, documents: list[Mapping[str, Any]], what: str, manager: str | None = None) -> None:
         self.log(f"applying {what} ({len(documents)} objects)")
         for document in documents:
-            labelled = with_label(document, INSTALLED_BY_LABEL, "true")
+            labelled = with_label(self.image_map.apply(document), INSTALLED_BY_LABEL, "true")
             try:
                 if manager:
                     self.kube.apply(labelled, manager=manager)

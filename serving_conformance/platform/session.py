@@ -15,8 +15,9 @@ from pathlib import Path
 
 from serving_conformance.base.proc import file_lock
 from serving_conformance.base.settings import Settings
-from serving_conformance.cluster.base import Cluster, Feature, ProviderError
+from serving_conformance.cluster.base import Cluster, Feature, ProviderError, Substitution
 from serving_conformance.cluster.kube import Kube
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
@@ -42,6 +43,16 @@ def _allocatable_gpus(node: dict) -> int:
         return int(str(value))
     except ValueError:
         return 0
+
+
+def image_substitutions(settings: Settings, cluster: Cluster, manifests: ManifestSet) -> list[Substitution]:
+    """A stand-in for each image (or oci:// model) of the manifests that is deployed as another."""
+    image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
+    for resource in manifests.resources:
+        image_map.apply(resource.body)
+    return [Substitution("image", source, f"{target} (--image-map)" if source in dict(settings.image_map) else target,
+                         (Feature.SERVING,))
+            for source, target in sorted(image_map.used.items())]
 
 
 class ClusterSession:
@@ -76,6 +87,7 @@ class ClusterSession:
                 kube = self.kube(cluster)
                 Installer(self.settings, cluster, kube, self.manifests, self.log).install(provider)
                 cluster.features |= discover_features(kube)
+                cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
             except BaseException as exc:
                 self.failure.write_text(f"{type(exc).__name__}: {exc}")
                 raise
