@@ -86,6 +86,9 @@ class Provider(Protocol):
         """Start what `cluster.runs` names, once the installer has put their CRDs and
         configuration in place (the manifests under test say what the platform needs)."""
 
+    def release_source(self) -> Any:
+        """Where the installer takes the platform's components from (None: the published releases)."""
+
     def stop(self, cluster: Cluster | None) -> None:
         """Remove what the provider created (never what it found)."""
 

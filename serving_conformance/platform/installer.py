@@ -22,32 +22,24 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from serving_conformance.base import versions
 from serving_conformance.base.settings import Settings
 from serving_conformance.base.upstream import (
     gateway_api_crds,
     kserve_crds,
     kserve_shipped_configmap,
-    yaml_documents,
 )
 from serving_conformance.cluster.base import Cluster, Component, Provider, ProviderError
 from serving_conformance.cluster.conditions import deployment_available
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
+from serving_conformance.cluster.releases import Published, ReleaseSource
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, is_kserve_config, read_config
 from serving_conformance.manifests.roles import is_platform
 
-RELEASE_URLS = {
-    "cert-manager": f"https://github.com/cert-manager/cert-manager/releases/download/v{versions.CERT_MANAGER}/cert-manager.yaml",
-    "kserve": f"https://github.com/kserve/kserve/releases/download/v{versions.KSERVE}/kserve.yaml",
-    "envoy-gateway": f"https://github.com/envoyproxy/gateway/releases/download/v{versions.ENVOY_GATEWAY}/install.yaml",
-}
 ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 KSERVE_CONTROLLER = "kserve-controller-manager"
 INSTALLED_BY_LABEL = "serving-conformance.dev/installed"
@@ -86,7 +78,8 @@ def with_label(document: Mapping[str, Any], key: str, value: str) -> dict[str, A
 
 class Installer:
     def __init__(
-        self, settings: Settings, cluster: Cluster, kube: Kube, manifests: ManifestSet, log: Callable[[str], None]
+        self, settings: Settings, cluster: Cluster, kube: Kube, manifests: ManifestSet, log: Callable[[str], None],
+        source: ReleaseSource | None = None,
     ) -> None:
         self.settings = settings
         self.cluster = cluster
@@ -94,6 +87,7 @@ class Installer:
         self.manifests = manifests
         self.log = log
         self.image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
+        self.source = source if source is not None else Published()
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -111,7 +105,7 @@ class Installer:
         if Component.CERT_MANAGER not in runs:
             self.install_release("cert-manager")
         if Component.GATEWAY_CONTROLLER not in runs:
-            self.install_release("envoy-gateway")
+            self.install_release("gateway-controller")
         if Component.KSERVE in runs:
             self.install_kserve_config()
             provider.start_components(self.cluster, self.kube, self.manifests)
@@ -184,12 +178,7 @@ class Installer:
                           f"Gateway API {expect.gateway_api_version} ({expect.gateway_api_channel}) CRDs")
 
     def install_release(self, name: str) -> list[dict[str, Any]]:
-        url = RELEASE_URLS[name]
-        try:
-            with urllib.request.urlopen(url, timeout=120) as response:
-                documents = yaml_documents(response.read().decode())
-        except (urllib.error.URLError, OSError) as exc:
-            raise ProviderError(f"cannot download {name} from {url}: {exc}") from exc
+        documents = self.source.documents(name)
         crds = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
         self.install_crds(crds, f"{name} CRDs")
         rest = [d for d in documents if d["kind"] != "CustomResourceDefinition"]

@@ -85,7 +85,8 @@ class ClusterSession:
                 # Recorded before installing, so teardown removes it even if the install fails.
                 self.record.write_text(cluster.to_json())
                 kube = self.kube(cluster)
-                Installer(self.settings, cluster, kube, self.manifests, self.log).install(provider)
+                source = getattr(provider, "release_source", lambda: None)()
+                Installer(self.settings, cluster, kube, self.manifests, self.log, source).install(provider)
                 cluster.features |= discover_features(kube)
                 cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
             except BaseException as exc:
