@@ -145,11 +145,13 @@ def _check_modelcar(resource: Resource, ctx: RuleContext) -> list[Finding]:
                     fix="set HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1",
                 )
             )
-        unset = [name for name in ("USER", "HOME") if not env.get(name) and name not in env]
+        # Empty is as good as unset (getpass skips an empty USER; an empty HOME puts ~/.cache at /.cache);
+        # a value from a reference (None here) is taken as set.
+        unset = [name for name in ("USER", "HOME") if env.get(name, "") == ""]
         if unset:
             findings.append(
                 Finding(
-                    found=f"{workload.label} does not set {' and '.join(unset)}",
+                    found=f"{workload.label} does not set {' and '.join(unset)} (or sets it empty)",
                     effect=(
                         "the modelcar runs the container as uid 1010, which has no passwd entry: "
                         "vLLM crashes in getpass.getuser() and cannot write /.cache"
