@@ -350,7 +350,10 @@ def _check_canary(resource: Resource, ctx: RuleContext) -> list[Finding]:
     if config is not None and config.kserve_ingress_gateway:
         gateway_ns, _, gateway_name = str(config.kserve_ingress_gateway).partition("/")
         parents = [as_mapping(p) for p in as_list(resource.spec.get("parentRefs"))]
-        if not any(p.get("name") == gateway_name and p.get("namespace", gateway_ns) == gateway_ns for p in parents):
+        # A parentRef without a namespace names a gateway in the route's own namespace (where a route
+        # written without one lands is known only at deploy time: not held against it).
+        here = resource.namespace or gateway_ns
+        if not any(p.get("name") == gateway_name and p.get("namespace", here) == gateway_ns for p in parents):
             findings.append(
                 Finding(
                     found=f"{resource.ident} is not attached to the KServe gateway {config.kserve_ingress_gateway}",
