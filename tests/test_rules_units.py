@@ -731,3 +731,135 @@ def test_every_vllm_cpu_container_of_a_pod_is_judged():
                f"{{name: cpu2, image: '{CPU_IMAGE}'}}")
     assert found(resources.VLLM_CPU, context(text)) == [
         "deployment/d container 'cpu' requests cpu='1'", "deployment/d container 'cpu2' requests cpu=None"]
+
+
+# --- schema: which objects, which schema, what is reported -------------------------------------------------------
+
+
+def schema_ctx(text: str, kubernetes: str = "1.34.3") -> RuleContext:
+    manifests = ManifestSet((Path("."),), resources=objects(text))
+    return RuleContext(manifests, Expectations("qwen2.5-0.5b", "0.23.0", "0.19.0", kubernetes, 1), None)
+
+
+@pytest.mark.parametrize(
+    ("api", "kind", "known"),
+    [
+        ("serving.kserve.io/v1beta1", "InferenceService", True),
+        ("serving.kserve.io/v1beta1", "Nothing", True),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute", True),
+        ("v1", "Service", True),
+        ("apps/v1", "Deployment", True),
+        ("networking.k8s.io/v1", "Ingress", True),
+        ("v1", "Nothing", False),
+        ("argoproj.io/v1alpha1", "Application", False),
+        ("external-secrets.io/v1", "ExternalSecret", False),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", False),
+    ],
+)
+def test_schemas_are_known_for_kserve_gateway_api_and_core_kinds(api, kind, known):
+    from serving_conformance.rules.schema import SCHEMA_VALID
+
+    ctx = schema_ctx(f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: x}}\n")
+    assert SCHEMA_VALID.in_context(ctx.manifests.resources[0], ctx) is known
+
+
+def test_helm_values_have_a_known_schema_and_an_unpublished_kubernetes_release_is_judged_to_say_so():
+    from serving_conformance.rules.findings import CannotCheck
+    from serving_conformance.rules.schema import SCHEMA_VALID
+
+    ctx = schema_ctx("kserve: {}\n")
+    assert SCHEMA_VALID.in_context(ctx.manifests.resources[0], ctx)
+    old = schema_ctx("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", kubernetes="1.2.0")
+    assert SCHEMA_VALID.in_context(old.manifests.resources[0], old)
+    with pytest.raises(CannotCheck, match="no schemas for Kubernetes 1.2"):
+        SCHEMA_VALID.check(old.manifests.resources[0], old)
+
+
+@pytest.mark.parametrize(
+    ("api", "kind", "reason"),
+    [
+        ("serving.kserve.io/v1beta1", "Nothing", "KServe 0.19.0 CRDs define no Nothing at serving.kserve.io/v1beta1"),
+        ("gateway.networking.k8s.io/v1", "Nothing", "Gateway API 1.4.1 (standard) CRDs define no Nothing"),
+        ("v1", "Nothing", "no schema for v1 Nothing in Kubernetes 1.34.3's published schemas"),
+    ],
+)
+def test_an_object_without_a_schema_is_not_judged(api, kind, reason):
+    from serving_conformance.rules.findings import CannotCheck
+    from serving_conformance.rules.schema import SCHEMA_VALID
+
+    ctx = schema_ctx(f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: x}}\n")
+    with pytest.raises(CannotCheck, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)
+
+
+def test_schemas_that_cannot_be_obtained_are_not_judged(monkeypatch):
+    from serving_conformance.base.upstream import UpstreamUnavailable
+    from serving_conformance.rules import schema
+    from serving_conformance.rules.findings import CannotCheck
+
+    def unavailable(*args):
+        raise UpstreamUnavailable("offline")
+
+    monkeypatch.setattr(schema, "kserve_files", unavailable)
+    monkeypatch.setattr(schema, "gateway_api_files", unavailable)
+    for text in ("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: x}\n",
+                 "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: x}\n"):
+        ctx = RuleContext(schema_ctx(text).manifests, Expectations("m", "0.23.0", "0.0.7", "1.34.3", 1, "0.0.7"), None)
+        with pytest.raises(CannotCheck, match="schema not obtainable on this machine: offline"):
+            schema.SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)
+    ctx = RuleContext(schema_ctx("kserve: {}\n").manifests, Expectations("m", "0.23.0", "0.0.7", "1.34.3", 1), None)
+    with pytest.raises(CannotCheck, match="chart values not obtainable on this machine: offline"):
+        schema.SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)
+
+
+@pytest.mark.parametrize(
+    ("api", "kind", "filename"),
+    [("v1", "Service", "service-v1.json"), ("apps/v1", "Deployment", "deployment-apps-v1.json"),
+     ("networking.k8s.io/v1", "Ingress", "ingress-networking-v1.json"),
+     ("policy/v1", "PodDisruptionBudget", "poddisruptionbudget-policy-v1.json")],
+)
+def test_core_schema_files_are_named_by_kind_group_and_version(api, kind, filename):
+    from serving_conformance.rules.schema import _core_filename
+
+    assert _core_filename(objects(f"apiVersion: {api}\nkind: {kind}\n")[0]) == filename
+
+
+def test_schema_errors_are_reported_in_field_order_at_most_eight():
+    from serving_conformance.rules.schema import SCHEMA_VALID
+
+    ports = ", ".join(f"{{port: p{i}}}" for i in reversed(range(10)))
+    ctx = schema_ctx(f"apiVersion: v1\nkind: Service\nmetadata: {{name: x}}\nspec: {{ports: [{ports}], z: 1}}\n")
+    result = [f.found for f in SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)]
+    assert result == [
+        "spec: Additional properties are not allowed ('z' was unexpected)",
+        *(f"spec.ports.{i}.port: 'p{9 - i}' is not of type 'integer'" for i in range(7)),
+        "... and 3 more errors",
+    ]
+    clean = schema_ctx("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n")
+    assert SCHEMA_VALID.check(clean.manifests.resources[0], clean) == []
+
+
+def test_top_level_schema_errors_say_so():
+    from serving_conformance.rules.schema import SCHEMA_VALID
+
+    ctx = schema_ctx("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nextra: 1\n")
+    assert [f.found for f in SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)] == [
+        "(top level): Additional properties are not allowed ('extra' was unexpected)"]
+
+
+def test_helm_values_unknown_keys_are_found_below_known_maps_only():
+    from serving_conformance.rules.schema import SCHEMA_VALID
+
+    values = """
+kserve:
+  version: v0.19.0
+  controller:
+    deploymentMod: Standard
+    nodeSelector: {any: thing}
+    gateway: {domain: example.com, typo: 1}
+  storage: not-a-map
+unknownTop: 1
+"""
+    ctx = schema_ctx(values)
+    assert [f.found.split(" is not")[0] for f in SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)] == [
+        "kserve.controller.deploymentMod", "kserve.controller.gateway.typo", "unknownTop"]
