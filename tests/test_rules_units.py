@@ -614,7 +614,7 @@ def external(spec: str, name: str = "es", ns: str = "serving") -> str:
         (secret(string_data="{token: x}"), "{name: s, key: token}", []),
         (secret(data="{other: eA==}"), "{name: s, key: token}", ["other"]),
         (secret(data="{other: eA==}"), "{name: s, key: token, optional: true}", []),
-        (secret(data="{other: eA==}", ns="elsewhere") + secret(data="{token: eA==}"), "{name: s, key: token}", []),
+        (secret(data="{token: eA==}", ns="elsewhere") + secret(data="{other: eA==}"), "{name: s, key: token}", ["other"]),
         (secret(data="{other: eA==}", ns="elsewhere"), "{name: s, key: token}", []),
         (external("{target: {name: s}, data: [{secretKey: token}]}"), "{name: s, key: token}", []),
         (external("{target: {name: s}, data: [{secretKey: other}]}"), "{name: s, key: token}", ["other"]),
@@ -624,7 +624,7 @@ def external(spec: str, name: str = "es", ns: str = "serving") -> str:
          "{name: s, key: token}", []),
         ("", "{name: s, key: token}", []),
     ],
-    ids=["data", "string-data", "missing", "optional", "same-namespace-first", "other-namespace-only",
+    ids=["data", "string-data", "missing", "optional", "its-own-namespace", "other-namespace-only",
          "external", "external-missing", "external-named-by-itself", "data-from", "template", "undeclared"],
 )
 def test_secret_keys_read_exist(declared, ref, expected):
