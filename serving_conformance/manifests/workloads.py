@@ -25,7 +25,9 @@ MODELCAR_MOUNT = "/mnt/models"
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 OCI_DIGEST_URI = re.compile(r"^oci://[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$")
-_VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+)?)")
+# The release a tag names, pre-release and post-release parts included (v0.23.0rc1 is not 0.23.0);
+# an architecture suffix (v0.23.0-x86_64) is not part of it.
+_VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+|\.?rc\d+|\.dev\d+)*)(?![\w.])")
 # Boolean vLLM flags that never take a value; needed to tell a flag from a positional model.
 # Options that take one or more values (argparse nargs="+"): `--served-model-name a b`.
 _VLLM_MANY_VALUES = frozenset({"--served-model-name"})
