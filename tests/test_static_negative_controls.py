@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from serving_conformance import behaviours
 from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.manifests.faults import load_faults, materialize
-from serving_conformance import behaviours
 
 REPO = Path(__file__).resolve().parent.parent
 STATIC = SUITE / "static"
