@@ -4,11 +4,14 @@ A manifests directory is walked recursively. A directory holding a kustomization
 kustomize reads it (only its `resources`), every other directory contributes all of its YAML.
 Multi-document files, `kind: List`, and Helm values files of KServe's `kserve-resources` chart
 are understood. Nothing here raises on bad input: problems are collected with file and line so
-that each becomes one failing test.
+that each becomes one failing test. Reading is bounded (base/limits.py): file sizes and counts,
+directory depth, and YAML depth, aliases and expansion (base/yamlsafe.py); symlinks are followed
+only while they stay inside the manifests directories (files.py).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +19,14 @@ from typing import Any
 
 import yaml
 
-try:  # the C loader is several times faster on large manifest sets
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+from serving_conformance.base import yamlsafe
+from serving_conformance.base.limits import (
+    MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_FILES,
+    MAX_TOTAL_MANIFEST_BYTES,
+    MAX_WALK_DEPTH,
+)
+from serving_conformance.manifests import files
 
 YAML_SUFFIXES = (".yaml", ".yml")
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -149,26 +156,22 @@ def load_manifests(roots: Path | Sequence[Path]) -> ManifestSet:
     loader = _Walker(ManifestSet(roots=roots))
     for root in roots:
         before = len(loader.result.files)
-        if not root.exists():
-            loader.result.problems.append(LoadProblem(root, None, "does not exist"))
-        elif root.is_file():
+        inspected = files.inspect(root, ())
+        if inspected.kind == "problem":
+            loader.problem(root, None, inspected.message)
+        elif inspected.kind == "file":
             loader.load_file(root)
         else:
             loader.walk(root)
             if len(loader.result.files) == before and not any(p.path == root for p in loader.result.problems):
-                loader.result.problems.append(LoadProblem(root, None, "holds no YAML manifests (*.yaml, *.yml)"))
+                loader.problem(root, None, "holds no YAML manifests (*.yaml, *.yml)")
     return loader.result
 
 
 def parse_documents(text: str) -> Iterator[tuple[int, Any]]:
-    """Yield (1-based line, data) for each document; raises yaml.YAMLError with a mark."""
-    loader = _Loader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            yield node.start_mark.line + 1, loader.construct_document(node)
-    finally:
-        loader.dispose()
+    """Yield (1-based line, data) for each document; raises yaml.YAMLError with a mark, also for
+    a document past the bounds (yamlsafe.YAMLLimitError)."""
+    return yamlsafe.parse_documents(text)
 
 
 def is_kserve_helm_values(data: Any) -> bool:
@@ -183,26 +186,59 @@ class _Walker:
     def __init__(self, result: ManifestSet) -> None:
         self.result = result
         self.seen: set[Path] = set()
+        self.walked: set[Path] = set()  # real paths of the directories walked so far
+        self.real_roots = tuple(r for r in (files.real_path(root) for root in result.roots) if isinstance(r, Path))
+        self.depth = 0
+        self.bytes_read = 0
+        self.full = False  # a limit on the whole walk was reached: read nothing more
+
+    def problem(self, path: Path, line: int | None, message: str) -> None:
+        self.result.problems.append(LoadProblem(path, line, message))
 
     def walk(self, directory: Path) -> None:
-        kustomization = next(
-            (directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()), None
-        )
-        if kustomization is not None:
-            self.follow_kustomization(kustomization)
+        real = directory.resolve()
+        if real in self.walked or self.full:
+            return  # reached again through a symlink: its files are read once
+        if self.depth >= MAX_WALK_DEPTH:
+            self.problem(directory, None, f"is more than {MAX_WALK_DEPTH} directories deep: not walked")
             return
         try:
             entries = sorted(directory.iterdir())
         except OSError as exc:
-            self.result.problems.append(LoadProblem(directory, None, f"unreadable: {exc}"))
+            self.problem(directory, None, f"unreadable: {exc.strerror or exc}")
+            return
+        self.walked.add(real)
+        self.depth += 1
+        try:
+            self.walk_entries(directory, real, entries)
+        finally:
+            self.depth -= 1
+
+    def walk_entries(self, directory: Path, real: Path, entries: list[Path]) -> None:
+        names = {entry.name: entry for entry in entries}
+        kustomization = next((names[n] for n in KUSTOMIZATION_NAMES if n in names
+                              and files.inspect(names[n], self.real_roots).kind == "file"), None)
+        if kustomization is not None:
+            self.follow_kustomization(kustomization)
             return
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
-                self.walk(entry)
-            elif entry.suffix in YAML_SUFFIXES:
-                self.load_file(entry)
+            inspected = files.inspect(entry, self.real_roots)
+            wanted = entry.suffix in YAML_SUFFIXES
+            if inspected.kind == "dir" and inspected.real is not None:
+                if inspected.real == real or inspected.real in real.parents:
+                    self.problem(entry, None, f"is a symlink loop (back to {inspected.real}): not followed")
+                else:
+                    self.walk(entry)
+            elif inspected.kind == "file":
+                if wanted:
+                    self.load_file(entry)
+            elif inspected.kind == "outside":  # said only of what would have been read
+                if wanted or os.path.isdir(entry):
+                    self.problem(entry, None, inspected.message)
+            elif wanted or inspected.message == files.LOOP:
+                self.problem(entry, None, inspected.message)
 
     def follow_kustomization(self, path: Path) -> None:
         documents = self.read_documents(path)
@@ -220,34 +256,44 @@ class _Walker:
                     LoadProblem(path, None, f"remote resource {text!r} is not followed")
                 )
                 continue
-            target = (path.parent / text).resolve()
-            if target.is_dir():
-                self.walk(target)
-            elif target.is_file():
-                self.load_file(target)
+            inspected = files.inspect(path.parent / text, ())
+            if inspected.kind == "dir" and inspected.real is not None:
+                self.walk(inspected.real)
+            elif inspected.kind == "file" and inspected.real is not None:
+                self.load_file(inspected.real)
+            elif inspected.message == "does not exist":
+                self.problem(path, None, f"lists resource {text!r}, which does not exist")
             else:
-                self.result.problems.append(
-                    LoadProblem(path, None, f"lists resource {text!r}, which does not exist")
-                )
+                self.problem(path, None, f"lists resource {text!r}, which {inspected.message}")
 
     def read_documents(self, path: Path) -> list[tuple[int, Any]] | None:
-        resolved = path.resolve()
-        if resolved in self.seen:
+        resolved = files.real_path(path)
+        if isinstance(resolved, str):
+            self.problem(path, None, resolved)
+            return None
+        if resolved in self.seen or self.full:
             return None
         self.seen.add(resolved)
+        if len(self.result.files) >= MAX_MANIFEST_FILES or self.bytes_read >= MAX_TOTAL_MANIFEST_BYTES:
+            self.full = True
+            self.problem(path, None, f"not read: the manifests hold more than {MAX_MANIFEST_FILES:,} YAML files or "
+                         f"{MAX_TOTAL_MANIFEST_BYTES:,} bytes; point --manifests-dir at the serving manifests only")
+            return None
         self.result.files.append(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.result.problems.append(LoadProblem(path, None, f"unreadable: {exc}"))
+            text = files.read_text(path, min(MAX_MANIFEST_BYTES, MAX_TOTAL_MANIFEST_BYTES - self.bytes_read))
+        except ValueError as exc:
+            self.problem(path, None, str(exc))
             return None
+        self.bytes_read += len(text)
         try:
             return list(parse_documents(text))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
-            self.result.problems.append(LoadProblem(path, line, f"is not valid YAML: {problem}"))
+            what = "goes past the suite's YAML bounds" if isinstance(exc, yamlsafe.YAMLLimitError) else "is not valid YAML"
+            self.problem(path, line, f"{what}: {problem}")
             return None
 
     def load_file(self, path: Path) -> None:
