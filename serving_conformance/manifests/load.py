@@ -21,11 +21,13 @@ import yaml
 
 from serving_conformance.base import yamlsafe
 from serving_conformance.base.limits import (
+    MAX_IDENT_CHARS,
     MAX_MANIFEST_BYTES,
     MAX_MANIFEST_FILES,
     MAX_TOTAL_MANIFEST_BYTES,
     MAX_WALK_DEPTH,
 )
+from serving_conformance.base.text import clip
 from serving_conformance.manifests import files
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -56,6 +58,9 @@ class Resource:
     path: Path
     line: int
     pseudo_kind: str | None = None
+
+    def __repr__(self) -> str:  # never the body: it can be megabytes (tracebacks, JUnit)
+        return f"Resource({self.ident} at {self.where})"
 
     @property
     def kind(self) -> str:
@@ -93,7 +98,7 @@ class Resource:
     @property
     def ident(self) -> str:
         alias = _KIND_ALIASES.get(self.kind, self.kind.lower())
-        return f"{alias}/{self.name}"
+        return clip(f"{alias}/{self.name}", MAX_IDENT_CHARS)
 
     @property
     def where(self) -> str:
@@ -105,6 +110,9 @@ class LoadProblem:
     path: Path
     line: int | None
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", clip(self.message))
 
     @property
     def where(self) -> str:
@@ -121,6 +129,10 @@ class ManifestSet:
     ignored: list[LoadProblem] = field(default_factory=list)
     _by_kind: dict[str, list[Resource]] = field(default_factory=dict, repr=False, compare=False)
     _index_size: int = field(default=-1, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"ManifestSet({', '.join(map(str, self.roots))}: {len(self.files)} files, "
+                f"{len(self.resources)} resources, {len(self.problems)} problems)")
 
     def of_kind(self, *kinds: str) -> list[Resource]:
         # Rules ask this once per resource they judge: index by kind instead of scanning.
