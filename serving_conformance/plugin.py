@@ -100,10 +100,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     run_dir, run_id = config.stash[RUN]
     settings = config.stash[SETTINGS]
     failed = session.testsfailed > 0 or session.exitstatus not in (0, 5)
-    ClusterSession(settings, config.stash[MANIFESTS], run_dir, run_id, progress).teardown_keeping_logs(
-        settings.artifacts_dir if failed or settings.keep_logs else None
-    )
-    shutil.rmtree(run_dir, ignore_errors=True)
+    clean = False
+    try:
+        clean = ClusterSession(settings, config.stash[MANIFESTS], run_dir, run_id, progress).teardown_keeping_logs(
+            settings.artifacts_dir if failed or settings.keep_logs else None
+        )
+    finally:
+        # The run directory names what the run started (records, and the command lines of its
+        # processes): it is removed only once all of that is gone, so the next run can find the rest.
+        if clean:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif run_dir.exists():
+            progress(f"teardown incomplete: kept {run_dir}; the next local testbed run stops what it names, "
+                     "or remove it by hand once nothing runs from it")
 
 
 # --- collection ---------------------------------------------------------------------------------

@@ -28,6 +28,11 @@ MAX_YAML_ALIASES = 1_000
 # Nodes of one file once every alias is expanded (what any walk over the data will visit).
 MAX_YAML_NODES = 1_000_000
 
+# --- answers the suite reads ------------------------------------------------------------------------
+
+# One HTTP answer of a server under test (after decompression).
+MAX_HTTP_RESPONSE_BYTES = 16 * 1024 * 1024
+
 # --- text the suite writes -------------------------------------------------------------------------
 
 # One field of a finding (found, effect, fix), or any message embedding object contents.
