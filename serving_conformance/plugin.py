@@ -18,6 +18,7 @@ import pytest
 from serving_conformance import fixtures
 from serving_conformance.base.data import SUITE
 from serving_conformance.base.progress import progress
+from serving_conformance.base.redact import Secret
 from serving_conformance.behaviours import Behaviour, Layer, registered
 from serving_conformance.cluster.base import new_run
 from serving_conformance.diagnostics import collect_for_item as collect_diagnostics
@@ -72,6 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(report, "sc-report")
     else:
         config.stash[RUN] = (Path(workerinput[RUN_DIR_KEY]), workerinput[RUN_ID_KEY])
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    """pytest's diff of two strings shows their text, not their repr: never for a secret."""
+    if isinstance(left, Secret) or isinstance(right, Secret):
+        return [f"{left!r} {op} {right!r}", "(a secret: its value is not shown)"]
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from serving_conformance.base.proc import file_lock
+from serving_conformance.base.redact import copy_redacted
 from serving_conformance.base.settings import Settings
 from serving_conformance.base.text import clip
 from serving_conformance.cluster.base import Cluster, Feature, ProviderError
@@ -86,13 +87,14 @@ class ClusterSession:
             return cluster
 
     def teardown_keeping_logs(self, artifacts: Path | None) -> bool:
-        """Teardown; first, when the run failed, keep the testbed's own logs with the diagnostics."""
+        """Teardown; first, when the run failed, keep the testbed's own logs with the diagnostics
+        (redacted: pod logs print the args, API key included)."""
         logs = self.run_dir / "logs"
         if artifacts is not None and logs.is_dir():
             target = artifacts / "testbed-logs"
             try:
                 shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(logs, target, symlinks=True)
+                shutil.copytree(logs, target, symlinks=True, copy_function=copy_redacted)
                 self.log(f"testbed logs kept in {target}")
             except OSError as exc:  # the logs must never stop the teardown
                 self.log(f"could not keep the testbed logs in {target}: {exc}")
