@@ -102,13 +102,14 @@ class ClusterSession:
 
     def teardown(self) -> bool:
         """Controller only: remove the run's objects and whatever the provider created, within the
-        `teardown` grace period. True when all of it is gone (or there was nothing)."""
+        `teardown` grace period. True when nothing the run started on this machine is left, so its
+        run directory may go; objects left on a cluster are said so, and need no run directory."""
         if not self.record.exists():
             return True
         started = time.monotonic()
         grace = self.settings.timeouts.teardown
         cluster = Cluster.from_json(self.record.read_text())
-        clean = True
+        clean = objects_removed = True
         deleted_with_cluster = cluster.created and not self.settings.keep_cluster
         if deleted_with_cluster:
             self.log(f"the run's objects go with the {cluster.provider} cluster {cluster.name}")
@@ -117,7 +118,7 @@ class ClusterSession:
                 installer = Installer(self.settings, cluster, self.kube(cluster), self.manifests, self.log)
                 installer.remove_run_objects(self.run_id, started + grace)
             except Exception as exc:  # keep going: what the provider created must still be removed
-                clean = False
+                objects_removed = False
                 self.log(f"could not remove this run's objects (namespaces labelled {RUN_LABEL}={self.run_id}): "
                          f"{type(exc).__name__}: {clip(str(exc), 300)}")
         try:
@@ -126,11 +127,12 @@ class ClusterSession:
         except Exception as exc:
             clean = False
             self.log(f"could not stop what the {cluster.provider} provider started: {type(exc).__name__}: {exc}")
-        if deleted_with_cluster and clean:
+        if deleted_with_cluster and clean and objects_removed:
             self.log(f"removed {cluster.provider} cluster {cluster.name}")
         elif cluster.created and self.settings.keep_cluster:
             self.log(f"kept {cluster.provider} cluster {cluster.name} (--keep-cluster); kubeconfig {cluster.kubeconfig}")
         elapsed = time.monotonic() - started
         over = f", {elapsed - grace:.1f}s over the grace period" if elapsed > grace else ""
-        self.log(f"teardown took {elapsed:.1f}s (grace {grace:.0f}s{over}){'' if clean else ', incomplete'}")
+        complete = "" if clean and objects_removed else ", incomplete"
+        self.log(f"teardown took {elapsed:.1f}s (grace {grace:.0f}s{over}){complete}")
         return clean
