@@ -253,12 +253,10 @@ class LocalProvider:
                 problems.append(f"{name}: {exc}")
         if survivors := proc.stop_mentioning(str(self.run_dir)):
             problems.append(f"processes naming {self.run_dir} still run after SIGKILL: {survivors}")
-        if (self.run_dir / "route.added").exists():
-            network.remove_pod_route()
-            if network.route_present():
-                problems.append(f"the pod route {network.POD_RANGE} could not be removed")
-            else:
-                (self.run_dir / "route.added").unlink()
+        try:
+            self._remove_route()
+        except Exception as exc:
+            problems.append(f"pod route: {exc}")
         release_machine(self.run_dir)
         elapsed = time.monotonic() - started
         if problems:
@@ -272,6 +270,14 @@ class LocalProvider:
             self.stop(None)
         except Exception as exc:  # the start's own error is the one to report
             self.log(str(exc))
+
+    def _remove_route(self) -> None:
+        marker = self.run_dir / "route.added"
+        if marker.exists():
+            network.remove_pod_route()
+            if network.route_present():
+                raise ProviderError(f"{network.POD_RANGE} is still routed")
+            marker.unlink()
 
     def _stop_gateway(self) -> None:
         gateway.stop_gateway(self.run_dir)
