@@ -101,6 +101,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.user_properties.append(("sc.diagnostics", str(path)))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which finalizes fixtures still holding the cluster
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or RUN not in config.stash:
