@@ -175,9 +175,10 @@ def conformance_cluster(pytestconfig: pytest.Config, conformance_settings: Setti
 
 
 @pytest.fixture(scope="session")
-def kube(pytestconfig: pytest.Config, conformance_cluster: Cluster) -> Kube:
+def kube(pytestconfig: pytest.Config, conformance_cluster: Cluster, conformance_settings: Settings) -> Kube:
     run_dir, _ = pytestconfig.stash[RUN]
-    return Kube(conformance_cluster.kubeconfig, conformance_cluster.context, run_dir / f"discovery-{worker_id()}.json")
+    return Kube(conformance_cluster.kubeconfig, conformance_cluster.context, run_dir / f"discovery-{worker_id()}.json",
+                request_timeout=conformance_settings.timeouts.api_request)
 
 
 @pytest.fixture(scope="session")

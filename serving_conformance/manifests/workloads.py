@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from serving_conformance.base.text import short_repr
 from serving_conformance.manifests.model import ManifestSet, Resource
 
 KSERVE_CONTAINER = "kserve-container"
@@ -85,6 +86,9 @@ class Image:
 @dataclass(frozen=True)
 class Container:
     body: Mapping[str, Any]
+
+    def __repr__(self) -> str:  # never the body (tracebacks, JUnit)
+        return f"Container({short_repr(self.name)})"
 
     @property
     def name(self) -> str:
@@ -268,7 +272,7 @@ class Workload:
 
     resource: Resource
     component: str
-    pod: Mapping[str, Any]
+    pod: Mapping[str, Any] = field(repr=False)  # never the object's contents in a repr
 
     @property
     def is_kserve(self) -> bool:

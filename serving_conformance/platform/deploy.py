@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving_conformance.base.redact import Secret
 from serving_conformance.cluster.conditions import deployment_available as _available
 from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
@@ -40,7 +41,7 @@ class Deployer:
     image_map: ImageMap = field(default_factory=ImageMap)
     applied: set[str] = field(default_factory=set)
     namespaces_checked: set[str] = field(default_factory=set)
-    secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets_made: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # never in a repr
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Waits that timed out: the object's (uid, generation) then, and the failure message.
     timed_out: dict[str, tuple[tuple[Any, Any], str]] = field(default_factory=dict)
@@ -160,11 +161,11 @@ class Deployer:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
         }, namespace)
 
-    def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
+    def secret_value(self, name: str, key: str, namespace: str | None = None) -> Secret:
         if name in self.secrets_made:
-            return self.secrets_made[name][key]
+            return Secret(self.secrets_made[name][key])
         secret = self.kube.get(Ref("v1", "Secret", name, namespace or self.namespace)) or {}
-        return base64.b64decode((secret.get("data") or {})[key]).decode()
+        return Secret(base64.b64decode((secret.get("data") or {})[key]).decode())
 
     def services_selecting(self, resource: Resource) -> list[Resource]:
         if resource.kind == "InferenceService":

@@ -58,6 +58,17 @@ RUN_OBJECT_KINDS = (
 )
 
 
+class TeardownTimeout(RuntimeError):
+    """Teardown ran out of its grace period (the `teardown` timeout)."""
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TeardownTimeout("the teardown grace period ran out")
+    return left
+
+
 def api_message(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     if body:
@@ -117,19 +128,27 @@ class Installer:
         self.install_gateway_classes()
         self.apply_platform_objects()
 
-    def remove_run_objects(self, run_id: str) -> None:
-        """Delete the namespaces this run created (labelled with its id) and wait for them."""
+    def remove_run_objects(self, run_id: str, deadline: float | None = None) -> None:
+        """Delete the namespaces this run created (labelled with its id) and wait for them, all
+        before `deadline` (monotonic; TeardownTimeout past it)."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.settings.timeouts.teardown
+        # One short question first: a server that does not answer costs api_reachable, not a
+        # request timeout per object.
+        self.kube.server_version(timeout=min(self.settings.timeouts.api_reachable, _remaining(deadline)))
         namespaces = self.kube.list("v1", "Namespace", label_selector=f"{RUN_LABEL}={run_id}")
         for namespace in namespaces:
+            _remaining(deadline)
             self.kube.delete(Ref("v1", "Namespace", namespace["metadata"]["name"]))
         for namespace in namespaces:
             ref = Ref("v1", "Namespace", namespace["metadata"]["name"])
-            self.kube.wait_for(ref, lambda obj: obj is None, self.settings.timeouts.namespace_deleted, "namespace deletion")
+            wait = min(self.settings.timeouts.namespace_deleted, _remaining(deadline))
+            self.kube.wait_for(ref, lambda obj: obj is None, wait, "namespace deletion")
         if namespaces:
             self.log(f"removed {len(namespaces)} namespace(s) of run {run_id}")
         # Serving objects deployed where the manifests declare them (another namespace): by label.
         removed = 0
         for api_version, kind in RUN_OBJECT_KINDS:
+            _remaining(deadline)
             if not self.kube.serves(api_version, kind):
                 continue
             for obj in self.kube.list(api_version, kind, label_selector=f"{RUN_LABEL}={run_id}"):
