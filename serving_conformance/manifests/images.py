@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving_conformance.manifests.workloads import workloads_of
+
 OCI = "oci://"
 
 
@@ -94,3 +96,23 @@ class ImageMap:
                 node[key] = self.uri(value)
             else:
                 self._walk(value)
+
+
+def engine_references(resources: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """(vLLM container images, oci:// model URIs) the manifests' workloads name: what a cluster
+    that reaches no registry needs a stand-in for."""
+    images: set[str] = set()
+    uris: set[str] = set()
+    for resource in resources:
+        for workload in workloads_of(resource):
+            images.update(c.image.reference for c in workload.vllm_containers if c.image.reference)
+            uri = workload.storage_uri
+            if uri and uri.startswith(OCI):
+                uris.add(uri)
+    return sorted(images), sorted(uris)
+
+
+def stand_in_pairs(resources: Iterable[Any], engine_image: str, model_image: str) -> dict[str, str]:
+    """Every vLLM image and oci:// model of the manifests mapped to the images built here."""
+    images, uris = engine_references(resources)
+    return {**{image: engine_image for image in images}, **{uri: OCI + model_image for uri in uris}}

@@ -40,6 +40,7 @@ COMPILER_PACKAGES = (
     "libtirpc-dev", "libbinutils", "libctf0", "libctf-nobfd0", "libgprofng0", "libisl23", "libmpc3", "libmpfr6",
     "libgmp10", "libjansson4", "libcc1-0", "libitm1", "libatomic1", "libasan8", "liblsan0", "libtsan2", "libubsan1",
     "libquadmath0", "libgomp1", "libzstd1", "zlib1g",
+    "openssl", "libssl3",  # the inductor names compiled kernels by `openssl sha512`
 )
 OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "HOME=/tmp")
 
