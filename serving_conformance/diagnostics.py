@@ -1,7 +1,7 @@
 """What a failed cluster test leaves behind: events, logs and object YAML, secrets redacted.
 
-Collected before anything is deleted, into `<artifacts>/<test id>/`. Secrets are never dumped;
-env values whose names look secret are replaced, and Authorization headers never reach a file.
+Collected before anything is deleted, into `<artifacts>/<test id>/`. Everything written goes
+through base/redact.py: object YAML, Event messages and pod logs alike.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from serving_conformance.base.redact import redact, redact_text
 from serving_conformance.cluster.kube import Kube, KubeError
 
-REDACTED = "<redacted>"
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+__all__ = ["collect", "collect_for_item", "redact"]
+
 # (apiVersion, kind) dumped for the namespace under test, in this order.
 DUMPED_KINDS: tuple[tuple[str, str], ...] = (
     ("serving.kserve.io/v1beta1", "InferenceService"),
@@ -33,33 +34,14 @@ DUMPED_KINDS: tuple[tuple[str, str], ...] = (
 LOG_TAIL_LINES = 400
 
 
-def redact(obj: Any) -> Any:
-    """A copy with secret-looking env values, Secret data and bearer tokens replaced."""
-    if isinstance(obj, list):
-        return [redact(item) for item in obj]
-    if not isinstance(obj, Mapping):
-        return obj
-    result = {}
-    for key, value in obj.items():
-        if key in ("data", "stringData") and obj.get("kind") == "Secret":
-            result[key] = {k: REDACTED for k in (value or {})}
-        elif key == "value" and _SECRET_NAME.search(str(obj.get("name", ""))) and isinstance(value, str):
-            result[key] = REDACTED
-        else:
-            result[key] = redact(value)
-    metadata = result.get("metadata")
-    if isinstance(metadata, dict):
-        metadata.pop("managedFields", None)  # noise, and large
-    return result
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:150]
 
 
 def _write(path: Path, text: str) -> None:
+    """Every artifact is written here, redacted."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(redact_text(text))
 
 
 def _pod_logs(kube: Kube, pod: Mapping[str, Any], directory: Path) -> None:

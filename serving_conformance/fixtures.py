@@ -23,6 +23,7 @@ from serving_conformance.behaviours import Layer
 from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
 from serving_conformance.gate import Place, decide, layer_of, required_features
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import KServeConfig, find_config
 from serving_conformance.platform.deploy import Deployer
@@ -174,9 +175,10 @@ def conformance_cluster(pytestconfig: pytest.Config, conformance_settings: Setti
 
 
 @pytest.fixture(scope="session")
-def kube(pytestconfig: pytest.Config, conformance_cluster: Cluster) -> Kube:
+def kube(pytestconfig: pytest.Config, conformance_cluster: Cluster, conformance_settings: Settings) -> Kube:
     run_dir, _ = pytestconfig.stash[RUN]
-    return Kube(conformance_cluster.kubeconfig, conformance_cluster.context, run_dir / f"discovery-{worker_id()}.json")
+    return Kube(conformance_cluster.kubeconfig, conformance_cluster.context, run_dir / f"discovery-{worker_id()}.json",
+                request_timeout=conformance_settings.timeouts.api_request)
 
 
 @pytest.fixture(scope="session")
@@ -191,9 +193,11 @@ def cluster_namespace(pytestconfig: pytest.Config, kube: Kube, conformance_setti
 
 @pytest.fixture(scope="session")
 def deployer(pytestconfig: pytest.Config, kube: Kube, cluster_namespace: str, manifests: ManifestSet,
-             conformance_settings: Settings) -> Deployer:
+             conformance_settings: Settings, conformance_cluster: Cluster) -> Deployer:
     _, run_id = pytestconfig.stash[RUN]
-    deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress)
+    image_map = ImageMap(dict(conformance_settings.image_map)).merged(conformance_cluster.image_map)
+    deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress,
+                        image_map)
     # Everything the selected tests will deploy, at once: the pods then start side by side. Not
     # under xdist, where each worker collects every test but runs only some.
     if not hasattr(pytestconfig, "workerinput"):

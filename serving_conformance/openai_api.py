@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from serving_conformance.base.limits import MAX_HTTP_RESPONSE_BYTES
+
 _FINGERPRINT = re.compile(
     r"^vllm-(?P<version>\d+\.\d+\.\d+(?:\.post\d+|rc\d+|\.dev\d+[^-]*)?(?:\+[0-9A-Za-z.]+)?)"
     r"(?:-(?P<parallel>tp\d+/pp\d+(?:/dp\d+)?(?:/ep)?))?"
@@ -53,11 +55,33 @@ class Endpoint:
         return headers
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        with httpx.Client(timeout=self.timeout, trust_env=False) as client:
+            return send(client, self, method, path, body)
+
+
+def send(client: httpx.Client, endpoint: Endpoint, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+    """One request, bounded as a whole: its answer must arrive within the endpoint's timeout and
+    hold at most MAX_HTTP_RESPONSE_BYTES (httpx's own timeouts bound each read, not the total, so a
+    server trickling bytes would hold a test forever)."""
+    what = f"{method} {path} at {endpoint.describe()}"
+    deadline = time.monotonic() + endpoint.timeout
+    try:
+        request = client.build_request(method, endpoint.base_url.rstrip("/") + path, headers=endpoint.headers(), json=body)
+        response = client.send(request, stream=True)
         try:
-            with httpx.Client(timeout=self.timeout, trust_env=False) as client:
-                return client.request(method, self.base_url.rstrip("/") + path, headers=self.headers(), json=body)
-        except httpx.HTTPError as exc:
-            raise CheckFailed(f"{method} {path} at {self.describe()} failed: {exc!r}") from exc
+            content = bytearray()
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > MAX_HTTP_RESPONSE_BYTES:
+                    raise CheckFailed(f"{what}: the answer is larger than {MAX_HTTP_RESPONSE_BYTES:,} bytes")
+                if time.monotonic() > deadline:
+                    raise CheckFailed(f"{what}: the answer took longer than {endpoint.timeout:.0f}s")
+        finally:
+            response.close()
+    except httpx.HTTPError as exc:
+        raise CheckFailed(f"{what} failed: {exc!r}") from exc
+    headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-encoding"]  # decoded above
+    return httpx.Response(response.status_code, headers=headers, content=bytes(content), request=request)
 
 
 @dataclass(frozen=True)
@@ -171,18 +195,16 @@ def stream_fingerprints(endpoint: Endpoint, model: str, max_tokens: int = 8) -> 
         "max_tokens": max_tokens,
         "stream": True,
     }
+    response = endpoint.request("POST", "/v1/chat/completions", body)  # the whole stream, bounded
+    _expect_status(response, 200, what)
     fingerprints: list[object] = []
-    with httpx.Client(timeout=endpoint.timeout, trust_env=False) as client:
-        with client.stream(
-            "POST", endpoint.base_url.rstrip("/") + "/v1/chat/completions", headers=endpoint.headers(), json=body
-        ) as response:
-            if response.status_code != 200:
-                response.read()
-                _expect_status(response, 200, what)
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                fingerprints.append(json.loads(line[len("data: "):]).get("system_fingerprint"))
+    for line in response.text.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        try:
+            fingerprints.append(json.loads(line[len("data: "):]).get("system_fingerprint"))
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise CheckFailed(f"{what}: a chunk is not a JSON object: {line[:SNIPPET]!r}") from exc
     if not fingerprints:
         raise CheckFailed(f"{what}: no chunks")
     return fingerprints
@@ -192,14 +214,10 @@ def count_fingerprints(endpoint: Endpoint, model: str, samples: int, workers: in
     """The system_fingerprint of `samples` one-token chat completions, counted (kept-alive
     connections, a few requests in flight: a few thousand answers take seconds, not minutes)."""
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    url = endpoint.base_url.rstrip("/") + "/v1/chat/completions"
     what = f"POST /v1/chat/completions at {endpoint.describe()}"
 
     def one(client: httpx.Client) -> str:
-        try:
-            response = client.post(url, headers=endpoint.headers(), json=body)
-        except httpx.HTTPError as exc:
-            raise CheckFailed(f"{what} failed: {exc!r}") from exc
+        response = send(client, endpoint, "POST", "/v1/chat/completions", body)
         _expect_status(response, 200, what)
         return str(_json(response, what).get("system_fingerprint"))
 

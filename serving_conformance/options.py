@@ -11,6 +11,7 @@ from serving_conformance.base import versions
 from serving_conformance.base.data import DEFAULT_MANIFESTS
 from serving_conformance.base.settings import CLUSTER_PROVIDERS, PROFILES, Expectations, Settings
 from serving_conformance.base.timeouts import Timeouts, from_environment_and
+from serving_conformance.manifests.images import ImageMap, ImageMapError
 
 MARKERS = (
     "static: needs no cluster; judges the manifests offline (added from the behaviour's layer)",
@@ -58,6 +59,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--require-profile", action="append", default=[], metavar="PROFILE",
         help=f"fail the run unless this profile ({', '.join(PROFILES)}) ran and fully passed; repeatable",
+    )
+    group.addoption(
+        "--image-map", action="append", default=[], metavar="FROM=TO",
+        help="deploy image (or oci:// model URI) TO where the manifests name FROM: a mirror, or images built "
+        "here; repeatable; @FILE reads one pair per line. Every replacement is listed as a stand-in",
     )
     group.addoption("--timeout", dest="sc_timeouts", action="append", default=[], metavar="NAME=SECONDS",
                     help=f"override a named wait; names: {', '.join(Timeouts.names())}")
@@ -144,6 +150,10 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
             raise _usage(f"{name} must not be empty")
     here = Path(config.invocation_params.dir)
     dirs = manifests_dirs(config)
+    try:
+        image_map = ImageMap.parse(option.image_map, base=here)
+    except ImageMapError as exc:
+        raise _usage(str(exc)) from exc
     pinned_gateway = (pins or {}).get("gateway-api", (versions.GATEWAY_API, "standard"))
     return Settings(
         manifests_dir=dirs[0],
@@ -172,6 +182,7 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
         require_gpu=option.require_gpu,
         artifacts_dir=(option.artifacts_dir if option.artifacts_dir.is_absolute() else here / option.artifacts_dir).resolve(),
         local_pods=option.local_pods,
+        image_map=tuple(image_map.pairs.items()),
         local_engine_version=(option.local_engine_version or "").lstrip("v") or None,
         keep_logs=option.keep_logs,
         testbed_istio_crd=option.testbed_istio_crd,

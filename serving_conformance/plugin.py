@@ -18,6 +18,7 @@ import pytest
 from serving_conformance import fixtures
 from serving_conformance.base.data import SUITE
 from serving_conformance.base.progress import progress
+from serving_conformance.base.redact import Secret
 from serving_conformance.behaviours import Behaviour, Layer, registered
 from serving_conformance.cluster.base import new_run
 from serving_conformance.diagnostics import collect_for_item as collect_diagnostics
@@ -89,6 +90,13 @@ def note_schemaless(manifests: ManifestSet, context: RuleContext) -> None:
         manifests.notices.append(f"{key}: no schema known here, {count} object(s) not schema-validated (not applicable)")
 
 
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    """pytest's diff of two strings shows their text, not their repr: never for a secret."""
+    if isinstance(left, Secret) or isinstance(right, Secret):
+        return [f"{left!r} {op} {right!r}", "(a secret: its value is not shown)"]
+    return None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """xdist: every worker joins the controller's run (one cluster, one teardown)."""
@@ -108,6 +116,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.user_properties.append(("sc.diagnostics", str(path)))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which finalizes fixtures still holding the cluster
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or RUN not in config.stash:
@@ -115,10 +124,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     run_dir, run_id = config.stash[RUN]
     settings = config.stash[SETTINGS]
     failed = session.testsfailed > 0 or session.exitstatus not in (0, 5)
-    ClusterSession(settings, config.stash[MANIFESTS], run_dir, run_id, progress).teardown_keeping_logs(
-        settings.artifacts_dir if failed or settings.keep_logs else None
-    )
-    shutil.rmtree(run_dir, ignore_errors=True)
+    clean = False
+    try:
+        clean = ClusterSession(settings, config.stash[MANIFESTS], run_dir, run_id, progress).teardown_keeping_logs(
+            settings.artifacts_dir if failed or settings.keep_logs else None
+        )
+    finally:
+        # The run directory names what the run started (records, and the command lines of its
+        # processes): it is removed only once all of that is gone, so the next run can find the rest.
+        if clean:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif run_dir.exists():
+            progress(f"teardown incomplete: kept {run_dir}; the next local testbed run stops what it names, "
+                     "or remove it by hand once nothing runs from it")
 
 
 # --- collection ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def base_settings(**changes):
         kserve_namespace="kserve", namespace_prefix="sc", timeouts=Timeouts(), report_path=None,
         required_profiles=(), cluster="auto", cluster_name="serving-conformance", kubeconfig=None,
         kube_context=None, allowed_contexts=(), keep_cluster=False, install_platform=False, require_gpu=False,
-        artifacts_dir=Path("conformance-artifacts").resolve(), local_engine_version=None, local_pods="vllm", keep_logs=False,
+        artifacts_dir=Path("conformance-artifacts").resolve(), local_engine_version=None, local_pods="vllm", image_map=(), keep_logs=False,
         testbed_istio_crd="installed",
     )
     return replace(settings, **changes)

@@ -70,7 +70,7 @@ def test_bad_input_is_collected_with_file_and_line(tmp_path):
     write(tmp_path / "noname.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n")
     problems = {p.path.name: p for p in load_manifests(tmp_path).problems}
     assert problems["bad.yaml"].line == 4 and "not valid YAML" in problems["bad.yaml"].message
-    assert "unreadable" in problems["binary.yaml"].message
+    assert "not UTF-8" in problems["binary.yaml"].message
     assert "no metadata.name" in problems["noname.yaml"].message
 
 

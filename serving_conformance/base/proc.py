@@ -6,11 +6,12 @@
   session, its PID and program written to `<run>/pids/<name>.pid`, stopped by record from any
   process (SIGTERM to the group, SIGKILL after a grace period), a record removed only once what it
   describes is gone, and a PID only signalled while its command line still names its program;
-- orphans found by what they run (`processes_mentioning`): a run directory's path appears in the
-  command lines of what it started, so a run whose records are gone can still be cleaned up;
+- orphans found by what they run (`processes_mentioning`, `stop_mentioning`): a run directory's
+  path appears in the command lines of what it started, or in their environment (`RUN_ENV`, set by
+  `spawn` and inherited by every descendant), so a run whose records are gone can still be cleaned up;
 - locks (`file_lock`, `try_lock`), staged publication into the cache (`staging`, `publish`,
-  `is_done`), ports and the addresses the suite may bind (`free_port`, `require_local_address`),
-  log tails.
+  `is_done`), log tails; ports and the addresses the suite may bind (`free_port`,
+  `require_local_address`) live in net.py and are re-exported here.
 
 Nothing here installs a signal handler: entry points decide what a signal means.
 """
@@ -18,12 +19,10 @@ Nothing here installs a signal handler: entry points decide what a signal means.
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,14 +32,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from serving_conformance.base.net import (  # noqa: F401 - re-exported: the one place callers import from
+    LOCAL_ONLY_RANGES,
+    accepts,
+    free_port,
+    free_ports,
+    hostport,
+    is_local_address,
+    port_free,
+    require_local_address,
+    require_loopback,
+)
+
+# Set in the environment of every recorded process to its run directory; descendants inherit it.
+RUN_ENV = "SERVING_CONFORMANCE_RUN_DIR"
 STOP_GRACE_S = 10.0
 KILL_WAIT_S = 5.0
 TAIL_LINES = 40
 STAMP = ".stamp.json"
 POLL_S = 0.05
-# Addresses local to this machine: loopback, and the benchmarking range the testbed makes local
-# for its pods (198.18.0.0/15, RFC 2544; never routed on real networks).
-LOCAL_ONLY_RANGES = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
 
 
 class CommandError(RuntimeError):
@@ -144,10 +154,26 @@ def group_pids(pgid: int) -> list[int]:
     return result
 
 
+def environ(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or another user's
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
 def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (e.g. a run directory's path)."""
-    me = os.getpid()
-    return [pid for pid in _all_pids() if pid != me and running(pid) and any(text in a for a in cmdline(pid))]
+    """Live processes whose command line contains `text` (e.g. a run directory's path), or whose
+    environment names it as their run directory."""
+    me, marker = os.getpid(), f"{RUN_ENV}={text}"
+    return [pid for pid in _all_pids() if pid != me and running(pid)
+            and (any(text in a for a in cmdline(pid)) or marker in environ(pid))]
+
+
+def stop_mentioning(text: str, grace: float = STOP_GRACE_S) -> list[int]:
+    """Stop every process `processes_mentioning(text)` finds; returns those still running."""
+    pids = processes_mentioning(text)
+    return kill_pids(pids, grace) if pids else []
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -238,13 +264,14 @@ def spawn(
     name: str, args: Sequence[str], run_dir: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a detached process (its own session, so it can outlive the starter), log to
-    `<run>/logs/<name>.log`, recorded in `<run>/pids/<name>.pid`."""
+    `<run>/logs/<name>.log`, recorded in `<run>/pids/<name>.pid`, marked with RUN_ENV."""
     log = log_path(run_dir, name)
     log.parent.mkdir(parents=True, exist_ok=True)
+    environment = {**(env if env is not None else os.environ), RUN_ENV: str(run_dir)}
     with log.open("ab") as handle:
         process = subprocess.Popen(
             list(args), stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+            env=environment, cwd=cwd, start_new_session=True,
         )
     (pid_dir(run_dir) / f"{name}.pid").write_text(f"{process.pid}\n{args[0]}\n")
     return process
@@ -272,7 +299,18 @@ def stop(run_dir: Path, name: str, grace: float = STOP_GRACE_S, group: bool = Tr
 
 
 def stop_all(run_dir: Path, names: Sequence[str], grace: float = STOP_GRACE_S) -> list[str]:
-    return [name for name in names if stop(run_dir, name, grace)]
+    """Stop each recorded process, all of them even when one survives; the names of those that
+    were running. Raises CommandError naming the survivors (their records are kept)."""
+    stopped, survivors = [], []
+    for name in names:
+        try:
+            if stop(run_dir, name, grace):
+                stopped.append(name)
+        except CommandError as exc:
+            survivors.append(str(exc))
+    if survivors:
+        raise CommandError("; ".join(survivors))
+    return stopped
 
 
 # --- locks ------------------------------------------------------------------------------------
@@ -346,76 +384,3 @@ def publish(staged: Path, final: Path, key: str, extra: Mapping[str, Any] | None
         shutil.rmtree(final)  # stale: another key
     os.rename(staged, final)
     return final
-
-
-# --- ports and addresses ------------------------------------------------------------------------
-
-
-def is_local_address(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or any(address in net for net in LOCAL_ONLY_RANGES)
-
-
-def require_local_address(host: str, what: str) -> None:
-    """Refuse an address reachable from outside this machine."""
-    if not is_local_address(host):
-        raise ValueError(f"{what} must be a loopback or testbed pod address, not {host!r}")
-
-
-def require_loopback(host: str, what: str) -> None:
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"{what} must be a loopback address, not {host!r}")
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports free on `host` now (held together while chosen)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(_family(host), socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    return free_ports(1, host)[0]
-
-
-def port_free(host: str, port: int) -> OSError | None:
-    """None when `port` can be bound on `host`, else why not."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers' own listeners do
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc
-    return None
-
-
-def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -49,6 +49,8 @@ class Settings:
     require_gpu: bool
     artifacts_dir: Path
     local_pods: str
+    # --image-map, as FROM=TO pairs (files already read): images reachable where the suite runs.
+    image_map: tuple[tuple[str, str], ...]
     # The vLLM the suite runs itself (engine profile, testbed pods); None: the expected version.
     local_engine_version: str | None
     keep_logs: bool

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields, replace
 class Timeouts:
     cluster_create: float = 300
     api_reachable: float = 20
+    # Any one Kubernetes API request (connect, and each read); a watch gets its own length more.
+    api_request: float = 30
     crd_established: float = 60
     platform_install: float = 600
     controller_ready: float = 180
@@ -40,6 +42,10 @@ class Timeouts:
     docker_command: float = 600
     # A new kind cluster: every node given a podCIDR, its CNI written and the node Ready.
     kind_nodes_ready: float = 240
+    # From the start of teardown (end of the tests, Ctrl-C or SIGTERM) to done: removing the run's
+    # objects gets what is left of it; stopping the testbed's processes is bounded by their own
+    # grace periods (base/proc.py).
+    teardown: float = 120
 
     @classmethod
     def names(cls) -> list[str]:

@@ -52,6 +52,8 @@ class Cluster:
     # The controllerName of the Gateway API implementation the provider runs, if it runs one.
     gateway_controller: str | None = None
     substitutions: list[Substitution] = field(default_factory=list)
+    # Images the provider built or mirrors, by the reference the manifests use (see --image-map).
+    image_map: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def offers(self, feature: Feature) -> bool:
@@ -83,6 +85,9 @@ class Provider(Protocol):
     def start_components(self, cluster: Cluster, kube: Any, manifests: Any) -> None:
         """Start what `cluster.runs` names, once the installer has put their CRDs and
         configuration in place (the manifests under test say what the platform needs)."""
+
+    def release_source(self) -> Any:
+        """Where the installer takes the platform's components from (None: the published releases)."""
 
     def stop(self, cluster: Cluster | None) -> None:
         """Remove what the provider created (never what it found)."""

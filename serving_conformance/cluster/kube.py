@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import urllib3
 import yaml
@@ -19,10 +20,14 @@ from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ApiException, NotFoundError, ResourceNotFoundError
 
+from serving_conformance.base.timeouts import Timeouts
 from serving_conformance.cluster.conditions import crd_established
 
 FIELD_MANAGER = "serving-conformance"
 RUN_LABEL = "serving-conformance.dev/run"
+DEFAULT_REQUEST_TIMEOUT = Timeouts().api_request
+# How much longer than its own timeoutSeconds a watch may stay silent before it counts as hung.
+WATCH_READ_MARGIN_S = 15.0
 
 
 class WaitTimeout(AssertionError):
@@ -59,14 +64,39 @@ def summarize(obj: Mapping[str, Any] | None, limit: int = 3000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n..."
 
 
+def _bound_requests(api_client: k8s_client.ApiClient, seconds: float) -> None:
+    """Give every request of this client a timeout, discovery's and the dynamic client's too (they
+    set none, and an API server that accepts but never answers would hold them forever). A watch
+    may be silent for as long as it asked the server to keep it open: its read timeout is that
+    plus a margin."""
+    rest = api_client.rest_client
+    request = rest.request
+
+    def bounded(method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        if _request_timeout is None:
+            query = parse_qs(urlsplit(url).query)
+            read = seconds
+            if query.get("watch") == ["true"] and query.get("timeoutSeconds"):
+                read = float(query["timeoutSeconds"][0]) + WATCH_READ_MARGIN_S
+            _request_timeout = (seconds, read)
+        return request(method, url, *args, _request_timeout=_request_timeout, **kwargs)
+
+    rest.request = bounded
+
+
 class Kube:
-    def __init__(self, kubeconfig: Path, context: str | None = None, discovery_cache: Path | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, context: str | None = None, discovery_cache: Path | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         configuration = k8s_client.Configuration()
         k8s_config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=configuration)
+        # No retry after a read timeout: a server that does not answer is not asked again.
         configuration.retries = urllib3.Retry(total=3, connect=3, read=0, backoff_factor=0.2)
         self.api_client = k8s_client.ApiClient(configuration)
+        _bound_requests(self.api_client, request_timeout)
         kwargs = {"cache_file": str(discovery_cache)} if discovery_cache else {}
         self._dynamic: DynamicClient | None = None
         self._dynamic_kwargs = kwargs

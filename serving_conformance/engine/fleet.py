@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving_conformance.base.redact import Secret
 from serving_conformance.engine.server import Launcher, VllmServer, free_port
 from serving_conformance.manifests.workloads import Container, Workload
 
@@ -37,7 +38,7 @@ class ServerSpec:
 @dataclass
 class LocalServer:
     server: VllmServer
-    secret_values: dict[str, str]
+    secret_values: dict[str, str] = field(repr=False)
 
     @property
     def base_url(self) -> str:
@@ -45,7 +46,8 @@ class LocalServer:
 
     @property
     def api_key(self) -> str | None:
-        return self.secret_values.get(API_KEY_ENV)
+        value = self.secret_values.get(API_KEY_ENV)
+        return Secret(value) if value is not None else None
 
 
 class EngineFleet:

@@ -3,6 +3,8 @@
 A fault file names the rule (or cluster behaviour) it breaks, the object it changes and a JSON
 patch (RFC 6902: add, remove, replace), or whole files to write. `materialize` copies a manifests
 directory and applies the fault, so every negative control is the clean manifests plus one change.
+`expect` names words the failure must say (its diagnosis, not any failure), `fails_on` the objects
+that fail where that is not the changed one, `also_breaks` other rules the same defect breaks.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class Fault:
     options: tuple[str, ...] = ()
     # Words the failure message must contain: the failure is the diagnosis, not any crash.
     expect: tuple[str, ...] = ()
+    # (kind, name) of the objects whose tests fail, where that is not the target (e.g. a Namespace's
+    # label fails the InferenceServices in it).
+    fails_on: tuple[tuple[str, str], ...] = ()
+    # Other rules the same defect breaks too (their failures need not say `expect`).
+    also_breaks: tuple[str, ...] = ()
 
     @property
     def breaks_nothing(self) -> bool:
@@ -50,13 +57,30 @@ class Fault:
             return None
         return Resource({"kind": self.target_kind, "metadata": {"name": self.target_name}}, Path(), 0).ident
 
-    def is_target(self, ident: str) -> bool:
-        """Whether a test id's object is this fault's target (whatever namespace it renders into)."""
-        if self.target_ident is None:
-            return False
-        alias, _, name = self.target_ident.partition("/")
+    @property
+    def failing_idents(self) -> tuple[str, ...]:
+        """Idents of the objects whose tests must fail: `fails_on`, else the target."""
+        named = self.fails_on
+        if not named and self.target_kind is not None:
+            named = ((self.target_kind, str(self.target_name)),)
+        return tuple(Resource({"kind": kind, "metadata": {"name": name}}, Path(), 0).ident for kind, name in named)
+
+    @staticmethod
+    def same_object(named: str, ident: str) -> bool:
+        """Whether a test id's object is the one named (kind alias and name), whatever namespace it
+        renders into, and however often: a test id repeated gets "#2", "#3"...)."""
+        alias, _, name = named.partition("/")
         parts = ident.split("/")
-        return parts[0] == alias and parts[-1] == name
+        return parts[0] == alias and parts[-1].split("#", 1)[0] == name
+
+    def is_target(self, ident: str) -> bool:
+        """Whether a test id's object is one this fault makes fail."""
+        return any(self.same_object(named, ident) for named in self.failing_idents)
+
+    @property
+    def broken(self) -> set[str]:
+        """The behaviours whose tests must fail."""
+        return set() if self.breaks_nothing else {self.breaks, *self.also_breaks}
 
 
 def load_fault(path: Path) -> Fault:
@@ -73,6 +97,8 @@ def load_fault(path: Path) -> Fault:
         cluster=data.get("cluster"),
         options=tuple(str(o) for o in data.get("options") or ()),
         expect=tuple(str(e) for e in data.get("expect") or ()),
+        fails_on=tuple((str(o["kind"]), str(o["name"])) for o in data.get("fails_on") or ()),
+        also_breaks=tuple(str(b) for b in data.get("also_breaks") or ()),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from serving_conformance.base import proc
+from serving_conformance.manifests import files
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
@@ -44,7 +45,7 @@ class Kustomization:
     files: list[Path] = field(default_factory=list)  # files it reads (resources, patches, generator inputs)
     remote: list[str] = field(default_factory=list)
     helm: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # entry -> why it cannot be read
 
     @property
     def directory(self) -> Path:
@@ -61,13 +62,15 @@ def read_kustomization(path: Path, spec: Mapping[str, Any]) -> Kustomization:
         if is_remote(text):
             k.remote.append(text)
             return
-        target = (here / text).resolve()
-        if may_be_dir and target.is_dir():
+        target = files.real_path(here / text)
+        if isinstance(target, str):  # a loop, a broken link or unreadable
+            k.missing[text] = target if target.startswith(("is ", "does ")) else f"is {target}"
+        elif may_be_dir and target.is_dir():
             k.dirs.append(target)
         elif target.is_file():
             k.files.append(target)
         else:
-            k.missing.append(text)
+            k.missing[text] = "does not exist"
 
     for key in ("resources", "bases", "components"):
         for entry in _list(spec.get(key)):

@@ -6,7 +6,9 @@ file contributes its documents (multi-document files, `kind: List`, Helm values 
 `kserve-resources` chart). What is not followed is listed with the reason: remote resources,
 Helm charts and templates, other charts' values, non-object documents, JSON files, Argo CD
 pointers. Nothing here raises on bad input: problems are collected with file and line so that each
-becomes one failing test.
+becomes one failing test. Reading is bounded (base/limits.py): file sizes and counts, directory
+depth, and YAML depth, aliases and expansion (base/yamlsafe.py); symlinks are followed only while
+they stay inside the manifests directories (files.py).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Any
 
 import yaml
 
-from serving_conformance.manifests import kustomize
+from serving_conformance.base import yamlsafe
+from serving_conformance.base.limits import (
+    MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_FILES,
+    MAX_TOTAL_MANIFEST_BYTES,
+    MAX_WALK_DEPTH,
+)
+from serving_conformance.manifests import files, kustomize
 from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
-
-try:  # the C loader is several times faster on large manifest sets
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 YAML_SUFFIXES = (".yaml", ".yml")
 KUSTOMIZATION_NAMES = kustomize.KUSTOMIZATION_NAMES
@@ -44,9 +48,10 @@ def load_manifests(roots: Path | Sequence[Path], exclude: Sequence[Path] = ()) -
     walker.excluded = {p.resolve() for p in exclude}
     for root in roots:
         before = len(walker.result.files)
-        if not root.exists():
-            walker.result.problems.append(LoadProblem(root, None, "does not exist"))
-        elif root.is_file():
+        inspected = files.inspect(root, ())
+        if inspected.kind == "problem":
+            walker.result.problems.append(LoadProblem(root, None, inspected.message))
+        elif inspected.kind == "file":
             walker.load_file(root)
         else:
             walker.load_tree(root)
@@ -57,14 +62,9 @@ def load_manifests(roots: Path | Sequence[Path], exclude: Sequence[Path] = ()) -
 
 
 def parse_documents(text: str) -> Iterator[tuple[int, Any]]:
-    """Yield (1-based line, data) for each document; raises yaml.YAMLError with a mark."""
-    loader = _Loader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            yield node.start_mark.line + 1, loader.construct_document(node)
-    finally:
-        loader.dispose()
+    """Yield (1-based line, data) for each document; raises yaml.YAMLError with a mark, also for
+    a document past the bounds (yamlsafe.YAMLLimitError)."""
+    return yamlsafe.parse_documents(text)
 
 
 def is_kserve_helm_values(data: Any) -> bool:
@@ -81,43 +81,68 @@ class _Walker:
         self.seen: set[Path] = set()
         self.excluded: set[Path] = set()
         self._renderer: list[str] | None | bool = False  # False: not looked for yet
+        self.real_roots = tuple(r for r in (files.real_path(root) for root in result.roots) if isinstance(r, Path))
+        self.bytes_read = 0
+        self.full = False  # a limit on the whole walk was reached: read nothing more
 
     # --- scanning -----------------------------------------------------------------------------
 
     def scan(self, root: Path) -> tuple[list[Path], list[Path]]:
         """(YAML files, kustomization directories) under `root`; charts, hidden directories and
         JSON files are listed as not followed."""
-        files: list[Path] = []
+        found: list[Path] = []
         kustomizations: list[Path] = []
-        stack = [root]
+        walked: set[Path] = set()
+        stack = [(root, 0)]
         while stack:
-            directory = stack.pop()
+            directory, depth = stack.pop()
+            real = directory.resolve()
+            if real in walked:
+                continue  # reached again through a symlink: its files are read once
+            walked.add(real)
+            if depth >= MAX_WALK_DEPTH:
+                self.result.problems.append(LoadProblem(directory, None, f"is more than {MAX_WALK_DEPTH} directories "
+                                                        "deep: not walked"))
+                continue
             try:
                 entries = sorted(os.scandir(directory), key=lambda e: e.name)
             except OSError as exc:
-                self.result.problems.append(LoadProblem(directory, None, f"unreadable: {exc}"))
+                self.result.problems.append(LoadProblem(directory, None, f"unreadable: {exc.strerror or exc}"))
                 continue
             names = {e.name for e in entries}
             if "Chart.yaml" in names and directory != root:
                 self.chart(directory)
                 continue
-            if kustomize.kustomization_file(directory) is not None:
+            kustomized = kustomize.kustomization_file(directory) is not None
+            if kustomized:
                 kustomizations.append(directory)
             for entry in reversed(entries):
                 path = Path(entry.path)
-                if path.resolve() in self.excluded:
+                inspected = files.inspect(path, self.real_roots)
+                if inspected.real is not None and inspected.real in self.excluded:
                     continue
                 if entry.name.startswith("."):
                     if entry.name not in (".git",) and entry.is_dir():
                         self.skip(path, "a hidden directory: not read")
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(path)
-                elif path.suffix in YAML_SUFFIXES and entry.name not in KUSTOMIZATION_NAMES:
-                    files.append(path)
-                elif path.suffix == ".json":
-                    files.append(path)  # listed unless a kustomization consumes it
-        return sorted(files), sorted(kustomizations)
+                wanted = path.suffix in YAML_SUFFIXES or path.suffix == ".json"
+                if inspected.kind == "dir" and inspected.real is not None:
+                    if inspected.real == real or inspected.real in real.parents:
+                        self.result.problems.append(LoadProblem(path, None, f"is a symlink loop (back to "
+                                                                f"{inspected.real}): not followed"))
+                    else:
+                        stack.append((path, depth + 1))
+                elif inspected.kind == "file":
+                    if wanted and entry.name not in KUSTOMIZATION_NAMES:
+                        found.append(path)  # JSON is listed unless a kustomization consumes it
+                elif inspected.kind == "outside":  # said only of what would have been read
+                    if wanted or os.path.isdir(path):
+                        self.result.problems.append(LoadProblem(path, None, inspected.message))
+                elif kustomized and inspected.kind == "problem":
+                    continue  # the kustomization says what it lists and cannot read; the rest is not read
+                elif wanted or inspected.message == files.LOOP:
+                    self.result.problems.append(LoadProblem(path, None, inspected.message))
+        return sorted(found), sorted(kustomizations)
 
     def skip(self, path: Path, reason: str, line: int | None = None) -> None:
         self.result.not_followed.append(LoadProblem(path, line, reason))
@@ -129,7 +154,7 @@ class _Walker:
     # --- a tree -------------------------------------------------------------------------------
 
     def load_tree(self, root: Path) -> None:
-        files, directories = self.scan(root)
+        found, directories = self.scan(root)
         tree: dict[Path, kustomize.Kustomization] = {}
         for directory in directories:
             path = kustomize.kustomization_file(directory)
@@ -140,12 +165,12 @@ class _Walker:
         included = {d for k in tree.values() for d in k.dirs}
         consumed = {f for k in tree.values() for f in k.files}
         for k in tree.values():
-            for missing in k.missing:
-                self.result.problems.append(LoadProblem(k.path, None, f"lists {missing!r}, which does not exist"))
+            for missing, why in k.missing.items():
+                self.result.problems.append(LoadProblem(k.path, None, f"lists {missing!r}, which {why}"))
         for directory, k in sorted(tree.items()):
             if directory not in included:
                 self.render_root(k, tree)
-        for path in files:
+        for path in found:
             resolved = path.resolve()
             if resolved in consumed:
                 continue
@@ -215,11 +240,11 @@ class _Walker:
         """Where the object starts in its source file (1 when it cannot be told)."""
         meta = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
         try:
-            for line, data in parse_documents(source.read_text(encoding="utf-8")):
+            for line, data in parse_documents(files.read_text(source)):
                 if isinstance(data, Mapping) and data.get("kind") == document.get("kind") \
                         and isinstance(data.get("metadata"), Mapping) and data["metadata"].get("name") == meta.get("name"):
                     return line
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except (ValueError, yaml.YAMLError):
             pass
         return 1
 
@@ -231,26 +256,37 @@ class _Walker:
     # --- files --------------------------------------------------------------------------------
 
     def read_documents(self, path: Path) -> list[tuple[int, Any]] | None:
-        resolved = path.resolve()
-        if resolved in self.seen:
+        resolved = files.real_path(path)
+        if isinstance(resolved, str):
+            self.result.problems.append(LoadProblem(path, None, resolved))
+            return None
+        if resolved in self.seen or self.full:
             return None
         self.seen.add(resolved)
+        if len(self.result.files) >= MAX_MANIFEST_FILES or self.bytes_read >= MAX_TOTAL_MANIFEST_BYTES:
+            self.full = True
+            self.result.problems.append(LoadProblem(
+                path, None, f"not read: the manifests hold more than {MAX_MANIFEST_FILES:,} YAML files or "
+                f"{MAX_TOTAL_MANIFEST_BYTES:,} bytes; point --manifests-dir at the serving manifests only"))
+            return None
         self.result.files.append(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.result.problems.append(LoadProblem(path, None, f"unreadable: {exc}"))
+            text = files.read_text(path, min(MAX_MANIFEST_BYTES, MAX_TOTAL_MANIFEST_BYTES - self.bytes_read))
+        except ValueError as exc:
+            self.result.problems.append(LoadProblem(path, None, str(exc)))
             return None
+        self.bytes_read += len(text)
         try:
             return list(parse_documents(text))
         except yaml.YAMLError as exc:
-            if "{{" in text:  # a Go/Helm template: not YAML until rendered
+            if "{{" in text and not isinstance(exc, yamlsafe.YAMLLimitError):  # a Go/Helm template
                 self.skip(path, "a template ({{ ... }}): not rendered")
                 return None
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
-            self.result.problems.append(LoadProblem(path, line, f"is not valid YAML: {problem}"))
+            what = "goes past the suite's YAML bounds" if isinstance(exc, yamlsafe.YAMLLimitError) else "is not valid YAML"
+            self.result.problems.append(LoadProblem(path, line, f"{what}: {problem}"))
             return None
 
     def load_file(self, path: Path) -> None:

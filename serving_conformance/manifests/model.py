@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving_conformance.base.limits import MAX_IDENT_CHARS
+from serving_conformance.base.text import clip
+
 HELM_VALUES_KIND = "HelmValues"
 
 # Short names used in test ids, e.g. "kserve/qwen-cpu".
@@ -36,6 +39,9 @@ class Resource:
     pseudo_kind: str | None = None
     # The kustomization that rendered it (its patches, namespace and images applied), if any.
     via: Path | None = None
+
+    def __repr__(self) -> str:  # never the body: it can be megabytes (tracebacks, JUnit)
+        return f"Resource({self.ident} at {self.where})"
 
     @property
     def kind(self) -> str:
@@ -73,7 +79,8 @@ class Resource:
     @property
     def ident(self) -> str:
         alias = _KIND_ALIASES.get(self.kind, self.kind.lower())
-        return f"{alias}/{self.namespace}/{self.name}" if self.namespace else f"{alias}/{self.name}"
+        ident = f"{alias}/{self.namespace}/{self.name}" if self.namespace else f"{alias}/{self.name}"
+        return clip(ident, MAX_IDENT_CHARS)
 
     @property
     def where(self) -> str:
@@ -86,6 +93,9 @@ class LoadProblem:
     path: Path
     line: int | None
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", clip(self.message))
 
     @property
     def where(self) -> str:
@@ -107,6 +117,10 @@ class ManifestSet:
     pins: dict[str, tuple[str, str]] = field(default_factory=dict)
     _by_kind: dict[str, list[Resource]] = field(default_factory=dict, repr=False, compare=False)
     _index_size: int = field(default=-1, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"ManifestSet({', '.join(map(str, self.roots))}: {len(self.files)} files, "
+                f"{len(self.resources)} resources, {len(self.problems)} problems)")
 
     def of_kind(self, *kinds: str) -> list[Resource]:
         # Rules ask this once per resource they judge: index by kind instead of scanning.

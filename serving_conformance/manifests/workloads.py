@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from serving_conformance.base.text import short_repr
 from serving_conformance.manifests.model import ManifestSet, Resource
 
 KSERVE_CONTAINER = "kserve-container"
@@ -25,7 +26,9 @@ MODELCAR_MOUNT = "/mnt/models"
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 OCI_DIGEST_URI = re.compile(r"^oci://[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$")
-_VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+)?)")
+# The release a tag names, pre-release and post-release parts included (v0.23.0rc1 is not 0.23.0);
+# an architecture suffix (v0.23.0-x86_64) is not part of it.
+_VERSION = re.compile(r"v?(\d+\.\d+\.\d+(?:\.post\d+|\.?rc\d+|\.dev\d+)*)(?![\w.])")
 # Boolean vLLM flags that never take a value; needed to tell a flag from a positional model.
 # Options that take one or more values (argparse nargs="+"): `--served-model-name a b`.
 _VLLM_MANY_VALUES = frozenset({"--served-model-name"})
@@ -83,6 +86,9 @@ class Image:
 @dataclass(frozen=True)
 class Container:
     body: Mapping[str, Any]
+
+    def __repr__(self) -> str:  # never the body (tracebacks, JUnit)
+        return f"Container({short_repr(self.name)})"
 
     @property
     def name(self) -> str:
@@ -266,7 +272,7 @@ class Workload:
 
     resource: Resource
     component: str
-    pod: Mapping[str, Any]
+    pod: Mapping[str, Any] = field(repr=False)  # never the object's contents in a repr
 
     @property
     def is_kserve(self) -> bool:

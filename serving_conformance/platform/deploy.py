@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving_conformance.base.redact import Secret
 from serving_conformance.cluster.conditions import deployment_available as _available
 from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
@@ -35,9 +37,11 @@ class Deployer:
     kserve_namespace: str
     run_id: str
     progress: Callable[[str], None]
+    # Images reachable here for those the manifests name (--image-map, and what the provider built).
+    image_map: ImageMap = field(default_factory=ImageMap)
     applied: set[str] = field(default_factory=set)
     namespaces_checked: set[str] = field(default_factory=set)
-    secrets_made: dict[str, dict[str, str]] = field(default_factory=dict)
+    secrets_made: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # never in a repr
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Waits that timed out: the object's (uid, generation) then, and the failure message.
     timed_out: dict[str, tuple[tuple[Any, Any], str]] = field(default_factory=dict)
@@ -47,6 +51,8 @@ class Deployer:
         return resource.namespace or self.namespace
 
     def _labelled(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The object as deployed: images mapped, labelled with the run."""
+        body = self.image_map.apply(body)
         meta = dict(body.get("metadata") or {})
         meta["labels"] = {**(meta.get("labels") or {}), RUN_LABEL: self.run_id}
         return {**body, "metadata": meta}
@@ -155,11 +161,11 @@ class Deployer:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
         }, namespace)
 
-    def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
+    def secret_value(self, name: str, key: str, namespace: str | None = None) -> Secret:
         if name in self.secrets_made:
-            return self.secrets_made[name][key]
+            return Secret(self.secrets_made[name][key])
         secret = self.kube.get(Ref("v1", "Secret", name, namespace or self.namespace)) or {}
-        return base64.b64decode((secret.get("data") or {})[key]).decode()
+        return Secret(base64.b64decode((secret.get("data") or {})[key]).decode())
 
     def services_selecting(self, resource: Resource) -> list[Resource]:
         if resource.kind == "InferenceService":

@@ -16,6 +16,7 @@ from serving_conformance.base.progress import progress
 from serving_conformance.base.settings import Settings
 from serving_conformance.cluster.base import Cluster
 from serving_conformance.cluster.kube import Kube, Ref, WaitTimeout
+from serving_conformance.cluster.releases import GATEWAY_SERVICE_LABEL
 from serving_conformance.manifests.platform_config import KServeConfig
 from serving_conformance.openai_api import Endpoint, wait_until_routed
 
@@ -135,8 +136,12 @@ class Endpoints:
         return int(listeners[0].get("port", 80)) if listeners else 80
 
     def _gateway_service(self, ref: Ref) -> tuple[str, str] | None:
+        """The Service in front of the Gateway's data plane: Envoy Gateway's per-Gateway Service,
+        or the one the suite installed with its own gateway implementation."""
         selector = f"{ENVOY_OWNER_NAME}={ref.name},{ENVOY_OWNER_NAMESPACE}={ref.namespace}"
         services = self.kube.list("v1", "Service", label_selector=selector)
+        if not services:
+            services = self.kube.list("v1", "Service", label_selector=f"{GATEWAY_SERVICE_LABEL}=true")
         if not services:
             return None
         meta = services[0]["metadata"]

@@ -22,31 +22,24 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from serving_conformance.base import versions
 from serving_conformance.base.settings import Settings
 from serving_conformance.base.upstream import (
     gateway_api_crds,
     kserve_crds,
     kserve_shipped_configmap,
-    yaml_documents,
 )
 from serving_conformance.cluster.base import Cluster, Component, Provider, ProviderError
 from serving_conformance.cluster.conditions import deployment_available
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
+from serving_conformance.cluster.releases import Published, ReleaseSource
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, is_kserve_config, read_config
 from serving_conformance.manifests.roles import is_platform
 
-RELEASE_URLS = {
-    "cert-manager": f"https://github.com/cert-manager/cert-manager/releases/download/v{versions.CERT_MANAGER}/cert-manager.yaml",
-    "kserve": f"https://github.com/kserve/kserve/releases/download/v{versions.KSERVE}/kserve.yaml",
-    "envoy-gateway": f"https://github.com/envoyproxy/gateway/releases/download/v{versions.ENVOY_GATEWAY}/install.yaml",
-}
 ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 KSERVE_CONTROLLER = "kserve-controller-manager"
 INSTALLED_BY_LABEL = "serving-conformance.dev/installed"
@@ -63,6 +56,17 @@ RUN_OBJECT_KINDS = (
     ("v1", "PersistentVolumeClaim"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
+
+
+class TeardownTimeout(RuntimeError):
+    """Teardown ran out of its grace period (the `teardown` timeout)."""
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TeardownTimeout("the teardown grace period ran out")
+    return left
 
 
 def api_message(exc: Exception) -> str:
@@ -85,13 +89,16 @@ def with_label(document: Mapping[str, Any], key: str, value: str) -> dict[str, A
 
 class Installer:
     def __init__(
-        self, settings: Settings, cluster: Cluster, kube: Kube, manifests: ManifestSet, log: Callable[[str], None]
+        self, settings: Settings, cluster: Cluster, kube: Kube, manifests: ManifestSet, log: Callable[[str], None],
+        source: ReleaseSource | None = None,
     ) -> None:
         self.settings = settings
         self.cluster = cluster
         self.kube = kube
         self.manifests = manifests
         self.log = log
+        self.image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
+        self.source = source if source is not None else Published()
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -109,7 +116,7 @@ class Installer:
         if Component.CERT_MANAGER not in runs:
             self.install_release("cert-manager")
         if Component.GATEWAY_CONTROLLER not in runs:
-            self.install_release("envoy-gateway")
+            self.install_release("gateway-controller")
         if Component.KSERVE in runs:
             self.install_kserve_config()
             provider.start_components(self.cluster, self.kube, self.manifests)
@@ -121,19 +128,27 @@ class Installer:
         self.install_gateway_classes()
         self.apply_platform_objects()
 
-    def remove_run_objects(self, run_id: str) -> None:
-        """Delete the namespaces this run created (labelled with its id) and wait for them."""
+    def remove_run_objects(self, run_id: str, deadline: float | None = None) -> None:
+        """Delete the namespaces this run created (labelled with its id) and wait for them, all
+        before `deadline` (monotonic; TeardownTimeout past it)."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.settings.timeouts.teardown
+        # One short question first: a server that does not answer costs api_reachable, not a
+        # request timeout per object.
+        self.kube.server_version(timeout=min(self.settings.timeouts.api_reachable, _remaining(deadline)))
         namespaces = self.kube.list("v1", "Namespace", label_selector=f"{RUN_LABEL}={run_id}")
         for namespace in namespaces:
+            _remaining(deadline)
             self.kube.delete(Ref("v1", "Namespace", namespace["metadata"]["name"]))
         for namespace in namespaces:
             ref = Ref("v1", "Namespace", namespace["metadata"]["name"])
-            self.kube.wait_for(ref, lambda obj: obj is None, self.settings.timeouts.namespace_deleted, "namespace deletion")
+            wait = min(self.settings.timeouts.namespace_deleted, _remaining(deadline))
+            self.kube.wait_for(ref, lambda obj: obj is None, wait, "namespace deletion")
         if namespaces:
             self.log(f"removed {len(namespaces)} namespace(s) of run {run_id}")
         # Serving objects deployed where the manifests declare them (another namespace): by label.
         removed = 0
         for api_version, kind in RUN_OBJECT_KINDS:
+            _remaining(deadline)
             if not self.kube.serves(api_version, kind):
                 continue
             for obj in self.kube.list(api_version, kind, label_selector=f"{RUN_LABEL}={run_id}"):
@@ -162,7 +177,7 @@ class Installer:
     def apply_all(self, documents: list[Mapping[str, Any]], what: str, manager: str | None = None) -> None:
         self.log(f"applying {what} ({len(documents)} objects)")
         for document in documents:
-            labelled = with_label(document, INSTALLED_BY_LABEL, "true")
+            labelled = with_label(self.image_map.apply(document), INSTALLED_BY_LABEL, "true")
             try:
                 if manager:
                     self.kube.apply(labelled, manager=manager)
@@ -182,12 +197,7 @@ class Installer:
                           f"Gateway API {expect.gateway_api_version} ({expect.gateway_api_channel}) CRDs")
 
     def install_release(self, name: str) -> list[dict[str, Any]]:
-        url = RELEASE_URLS[name]
-        try:
-            with urllib.request.urlopen(url, timeout=120) as response:
-                documents = yaml_documents(response.read().decode())
-        except (urllib.error.URLError, OSError) as exc:
-            raise ProviderError(f"cannot download {name} from {url}: {exc}") from exc
+        documents = self.source.documents(name)
         crds = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
         self.install_crds(crds, f"{name} CRDs")
         rest = [d for d in documents if d["kind"] != "CustomResourceDefinition"]

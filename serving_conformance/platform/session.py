@@ -10,13 +10,17 @@ alone tears down at the end: the run's objects and namespaces, then what the pro
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from serving_conformance.base.proc import file_lock
+from serving_conformance.base.redact import copy_redacted
 from serving_conformance.base.settings import Settings
-from serving_conformance.cluster.base import Cluster, Feature, ProviderError
-from serving_conformance.cluster.kube import Kube
+from serving_conformance.base.text import clip
+from serving_conformance.cluster.base import Cluster, Feature, ProviderError, Substitution
+from serving_conformance.cluster.kube import RUN_LABEL, Kube
+from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
@@ -44,6 +48,16 @@ def _allocatable_gpus(node: dict) -> int:
         return 0
 
 
+def image_substitutions(settings: Settings, cluster: Cluster, manifests: ManifestSet) -> list[Substitution]:
+    """A stand-in for each image (or oci:// model) of the manifests that is deployed as another."""
+    image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
+    for resource in manifests.resources:
+        image_map.apply(resource.body)
+    return [Substitution("image", source, f"{target} (--image-map)" if source in dict(settings.image_map) else target,
+                         (Feature.SERVING,))
+            for source, target in sorted(image_map.used.items())]
+
+
 class ClusterSession:
     def __init__(
         self, settings: Settings, manifests: ManifestSet, run_dir: Path, run_id: str, log: Callable[[str], None]
@@ -57,7 +71,8 @@ class ClusterSession:
         self.failure = run_dir / "cluster.failed"
 
     def kube(self, cluster: Cluster) -> Kube:
-        return Kube(cluster.kubeconfig, cluster.context, self.run_dir / "discovery-cache.json")
+        return Kube(cluster.kubeconfig, cluster.context, self.run_dir / "discovery-cache.json",
+                    request_timeout=self.settings.timeouts.api_request)
 
     def cluster(self) -> Cluster:
         """The run's cluster, created and made ready by the first caller."""
@@ -74,37 +89,63 @@ class ClusterSession:
                 # Recorded before installing, so teardown removes it even if the install fails.
                 self.record.write_text(cluster.to_json())
                 kube = self.kube(cluster)
-                Installer(self.settings, cluster, kube, self.manifests, self.log).install(provider)
+                source = getattr(provider, "release_source", lambda: None)()
+                Installer(self.settings, cluster, kube, self.manifests, self.log, source).install(provider)
                 cluster.features |= discover_features(kube)
+                cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
             except BaseException as exc:
                 self.failure.write_text(f"{type(exc).__name__}: {exc}")
                 raise
             self.record.write_text(cluster.to_json())
             return cluster
 
-    def teardown_keeping_logs(self, artifacts: Path | None) -> None:
-        """Teardown; first, when the run failed, keep the testbed's own logs with the diagnostics."""
+    def teardown_keeping_logs(self, artifacts: Path | None) -> bool:
+        """Teardown; first, when the run failed, keep the testbed's own logs with the diagnostics
+        (redacted: pod logs print the args, API key included)."""
         logs = self.run_dir / "logs"
         if artifacts is not None and logs.is_dir():
             target = artifacts / "testbed-logs"
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(logs, target, symlinks=True)
-            self.log(f"testbed logs kept in {target}")
-        self.teardown()
+            try:
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(logs, target, symlinks=True, copy_function=copy_redacted)
+                self.log(f"testbed logs kept in {target}")
+            except OSError as exc:  # the logs must never stop the teardown
+                self.log(f"could not keep the testbed logs in {target}: {exc}")
+        return self.teardown()
 
-    def teardown(self) -> None:
-        """Controller only: remove the run's objects and whatever the provider created."""
+    def teardown(self) -> bool:
+        """Controller only: remove the run's objects and whatever the provider created, within the
+        `teardown` grace period. True when nothing the run started on this machine is left, so its
+        run directory may go; objects left on a cluster are said so, and need no run directory."""
         if not self.record.exists():
-            return
+            return True
+        started = time.monotonic()
+        grace = self.settings.timeouts.teardown
         cluster = Cluster.from_json(self.record.read_text())
+        clean = objects_removed = True
+        deleted_with_cluster = cluster.created and not self.settings.keep_cluster
+        if deleted_with_cluster:
+            self.log(f"the run's objects go with the {cluster.provider} cluster {cluster.name}")
+        else:
+            try:
+                installer = Installer(self.settings, cluster, self.kube(cluster), self.manifests, self.log)
+                installer.remove_run_objects(self.run_id, started + grace)
+            except Exception as exc:  # keep going: what the provider created must still be removed
+                objects_removed = False
+                self.log(f"could not remove this run's objects (namespaces labelled {RUN_LABEL}={self.run_id}): "
+                         f"{type(exc).__name__}: {clip(str(exc), 300)}")
         try:
-            installer = Installer(self.settings, cluster, self.kube(cluster), self.manifests, self.log)
-            installer.remove_run_objects(self.run_id)
-        except Exception as exc:  # keep going: the cluster itself must still be removed
-            self.log(f"could not remove this run's objects: {exc}")
-        provider = choose_provider(self.settings, self.run_dir, self.log, choice=cluster.provider)
-        provider.stop(cluster)
-        if cluster.created and not self.settings.keep_cluster:
+            provider = choose_provider(self.settings, self.run_dir, self.log, choice=cluster.provider)
+            provider.stop(cluster)
+        except Exception as exc:
+            clean = False
+            self.log(f"could not stop what the {cluster.provider} provider started: {type(exc).__name__}: {exc}")
+        if deleted_with_cluster and clean and objects_removed:
             self.log(f"removed {cluster.provider} cluster {cluster.name}")
-        elif cluster.created:
+        elif cluster.created and self.settings.keep_cluster:
             self.log(f"kept {cluster.provider} cluster {cluster.name} (--keep-cluster); kubeconfig {cluster.kubeconfig}")
+        elapsed = time.monotonic() - started
+        over = f", {elapsed - grace:.1f}s over the grace period" if elapsed > grace else ""
+        complete = "" if clean and objects_removed else ", incomplete"
+        self.log(f"teardown took {elapsed:.1f}s (grace {grace:.0f}s{over}){complete}")
+        return clean

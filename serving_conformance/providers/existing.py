@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from serving_conformance.base import yamlsafe
 from serving_conformance.base.settings import Settings
 from serving_conformance.cluster.base import Cluster, Feature, ProviderError
+from serving_conformance.manifests import files
 
 
 class ExistingProvider:
@@ -36,8 +38,8 @@ class ExistingProvider:
 
     def read_kubeconfig(self, kubeconfig: Path) -> Mapping[str, Any]:
         try:
-            data = yaml.safe_load(kubeconfig.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            data = yamlsafe.load_single(files.read_text(kubeconfig))
+        except (ValueError, yaml.YAMLError) as exc:  # files.read_text says why in a ValueError
             raise ProviderError(f"cannot read kubeconfig {kubeconfig}: {exc}") from exc
         if data is None:
             data = {}

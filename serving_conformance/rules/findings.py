@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from serving_conformance.base.limits import MAX_FINDINGS_SHOWN
 from serving_conformance.base.settings import Expectations
+from serving_conformance.base.text import clip
 from serving_conformance.manifests.model import ManifestSet, Resource
 
 if TYPE_CHECKING:
@@ -15,9 +17,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Finding:
+    """Each field is cut to MAX_FINDING_CHARS: `found` often quotes the object itself."""
+
     found: str
     effect: str
     fix: str
+
+    def __post_init__(self) -> None:
+        for name in ("found", "effect", "fix"):
+            object.__setattr__(self, name, clip(str(getattr(self, name))))
 
     def render(self) -> str:
         return f"  found:  {self.found}\n  effect: {self.effect}\n  fix:    {self.fix}"
@@ -48,7 +56,9 @@ class Rule:
 
     def failure_message(self, resource: Resource, findings: list[Finding]) -> str:
         lines = [f"{self.id}: {resource.ident} ({resource.where}) breaks '{self.title}'"]
-        lines.extend(f.render() for f in findings)
+        lines.extend(f.render() for f in findings[:MAX_FINDINGS_SHOWN])
+        if len(findings) > MAX_FINDINGS_SHOWN:
+            lines.append(f"  ... and {len(findings) - MAX_FINDINGS_SHOWN} more findings")
         return "\n".join(lines)
 
 

@@ -153,11 +153,13 @@ def _check_modelcar(resource: Resource, ctx: RuleContext) -> list[Finding]:
                     fix="set HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1",
                 )
             )
-        unset = [name for name in ("USER", "HOME") if not env.get(name)]  # absent, empty, or from a reference
+        # Empty is as good as unset (getpass skips an empty USER; an empty HOME puts ~/.cache at /.cache);
+        # a value from a reference (None here) is taken as set.
+        unset = [name for name in ("USER", "HOME") if env.get(name, "") == ""]
         if unset:
             findings.append(
                 Finding(
-                    found=f"{workload.label} does not set {' and '.join(unset)}",
+                    found=f"{workload.label} does not set {' and '.join(unset)} (or sets it empty)",
                     effect=(
                         "the modelcar runs the container as uid 1010, which has no passwd entry: "
                         "vLLM crashes in getpass.getuser() and cannot write /.cache"
@@ -356,7 +358,10 @@ def _check_canary(resource: Resource, ctx: RuleContext) -> list[Finding]:
     if config is not None and config.kserve_ingress_gateway:
         gateway_ns, _, gateway_name = str(config.kserve_ingress_gateway).partition("/")
         parents = [as_mapping(p) for p in as_list(resource.spec.get("parentRefs"))]
-        if not any(p.get("name") == gateway_name and p.get("namespace", gateway_ns) == gateway_ns for p in parents):
+        # A parentRef without a namespace names a gateway in the route's own namespace (where a route
+        # written without one lands is known only at deploy time: not held against it).
+        here = resource.namespace or gateway_ns
+        if not any(p.get("name") == gateway_name and p.get("namespace", here) == gateway_ns for p in parents):
             findings.append(
                 Finding(
                     found=f"{resource.ident} is not attached to the KServe gateway {config.kserve_ingress_gateway}",

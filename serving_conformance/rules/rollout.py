@@ -66,8 +66,8 @@ def _needs_images(resource: Resource) -> bool:
 def _check_images_present(resource: Resource, ctx: RuleContext) -> list[Finding]:
     findings = []
     for workload in workloads_of(resource):
-        if workload.model_spec and not workload.containers:
-            continue
+        # A `model` predictor's serving container comes from its runtime (and `containers` is then
+        # empty); its init containers are passed through as written and need their images.
         for container in workload.init_containers + workload.containers:
             if container.image.reference:
                 continue

@@ -31,7 +31,7 @@ def _needs_pod_webhook(resource: Resource) -> bool:
 
 
 def _check_webhook_reach(resource: Resource, ctx: RuleContext) -> list[Finding]:
-    namespace = ctx.manifests.find("Namespace", resource.namespace or "") if resource.namespace else None
+    namespace = ctx.manifests.find("Namespace", resource.namespace) if resource.namespace else None
     labels = as_mapping(as_mapping((namespace.body if namespace else {}).get("metadata")).get("labels"))
     if CONTROL_PLANE_LABEL not in labels:
         return []
@@ -57,9 +57,10 @@ POD_WEBHOOK_REACH = Rule(
 
 
 def _hostname_matches(listener: str, host: str) -> bool:
-    """Gateway API: a listener hostname `*.x` matches any host ending in `.x` (one or more labels)."""
+    """Gateway API: a listener hostname `*.x` matches any host ending in `.x` (one or more labels; not
+    `x` itself)."""
     if listener.startswith("*."):
-        return host.endswith(listener[1:]) and host != listener[2:]
+        return host.endswith(listener[1:])
     return listener == host
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_LAYER_PLAIN = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 EPOCH = 0  # every entry's mtime: reproducible layers
 CHUNK = 1 << 20
@@ -29,7 +30,7 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Layer:
-    """Files of one layer: `trees` are (directory on disk, path in the image); `files` are
+    """Files of one layer: `trees` are (directory or file on disk, path in the image); `files` are
     (path in the image, bytes, mode); `links` are (path in the image, target)."""
 
     trees: tuple[tuple[Path, str], ...] = ()
@@ -82,6 +83,9 @@ def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
     """The layer as a tar, entries sorted, owners and times fixed."""
     entries: list[tuple[str, Path | bytes | str, int]] = []
     for root, target in layer.trees:
+        if root.is_symlink() or not root.is_dir():  # a single file (or link) placed at `target`
+            entries.append((target, root, 0))
+            continue
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             relative = os.path.relpath(dirpath, root)
@@ -140,8 +144,11 @@ def _blob(data: bytes) -> tuple[str, int]:
     return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
 
 
-def write_layout(destination: Path, name: str, layers: Sequence[Layer], config: ImageConfig) -> Built:
-    """Write an OCI image layout tar for image `name`; returns its manifest digest."""
+def write_layout(
+    destination: Path, name: str, layers: Sequence[Layer], config: ImageConfig, compress: bool = True
+) -> Built:
+    """Write an OCI image layout tar for image `name`; returns its manifest digest. Big layers are
+    better left uncompressed (`compress=False`): gzip costs minutes of CPU for gigabytes."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     blobs = destination.parent / f".{destination.name}.blobs"
     blobs.mkdir(exist_ok=True)
@@ -150,12 +157,17 @@ def write_layout(destination: Path, name: str, layers: Sequence[Layer], config: 
         staging = blobs / "layer.tmp"
         with staging.open("wb") as raw:
             compressed = _Digesting(raw)  # type: ignore[arg-type]
-            with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=EPOCH) as zipped:  # type: ignore[arg-type]
-                plain = _Digesting(zipped)  # type: ignore[arg-type]
+            if compress:
+                with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=EPOCH) as zipped:  # type: ignore[arg-type]
+                    plain = _Digesting(zipped)  # type: ignore[arg-type]
+                    _layer_tar(layer, plain)  # type: ignore[arg-type]
+            else:
+                plain = compressed
                 _layer_tar(layer, plain)  # type: ignore[arg-type]
         digest = "sha256:" + compressed.hash.hexdigest()
         staging.rename(blobs / digest.split(":")[1])
-        layer_descriptors.append({"mediaType": MEDIA_LAYER, "digest": digest, "size": compressed.size})
+        media = MEDIA_LAYER if compress else MEDIA_LAYER_PLAIN
+        layer_descriptors.append({"mediaType": media, "digest": digest, "size": compressed.size})
         diff_ids.append("sha256:" + plain.hash.hexdigest())
     image_config = {
         "architecture": "amd64", "os": "linux",

@@ -27,6 +27,10 @@ KWOK_API = "config.kwok.x-k8s.io/v1alpha1"
 UNMANAGED_SELECTOR = "serving-conformance.dev/kwok-managed=true"
 
 
+# `kwokctl delete cluster` gets this long; components left after it are killed by recorded PID.
+DELETE_TIMEOUT_S = 30.0
+
+
 class ControlPlaneError(RuntimeError):
     pass
 
@@ -84,6 +88,7 @@ def _config(binaries: TestbedBinaries, workdir: Path) -> str:
 
 def _env(binaries: TestbedBinaries, workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env[proc.RUN_ENV] = str(workdir.parent)  # the components inherit it: found even without records
     env["KWOK_WORKDIR"] = str(workdir)
     env["KWOK_KUBECTL_BINARY"] = str(binaries.kubectl)
     return env
@@ -140,11 +145,14 @@ def wait_ready(plane: ControlPlane, deadline: float) -> None:
 def stop(binaries: TestbedBinaries, plane: ControlPlane) -> None:
     """Delete the cluster; then make sure no component survives (kill by recorded PID)."""
     pids = plane.pids()
-    subprocess.run(
+    proc.attempt(
         [str(binaries.kwokctl), "delete", "cluster", "--name", plane.name, "--kubeconfig", ""],
-        env=_env(binaries, plane.workdir), capture_output=True, text=True, timeout=120, check=False,
+        env=_env(binaries, plane.workdir), timeout=DELETE_TIMEOUT_S,
     )
     for component, pid in pids.items():
         # Only while the PID still runs that component: a reused PID is never hit.
         if proc.running(pid) and component in " ".join(proc.cmdline(pid)):
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

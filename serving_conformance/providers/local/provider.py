@@ -2,14 +2,18 @@
 
 One testbed runs on a machine at a time (they would share pod addresses, the pod route and port
 80): the process that starts one holds a machine-wide lock until it ends, and whoever takes the lock
-next first stops and removes what runs killed outright (no teardown) left behind.
+next first stops and removes what runs killed outright (no teardown) left behind: by recorded PID,
+and by what they run (their command lines and environments name their run directory), also when
+the run directory itself is gone (registry.py keeps a machine-level entry per testbed).
 
 Start order: binaries (built once, cached), the pod address route, the control plane, the node
 agent (simulated nodes; real vLLM processes for vLLM pods). The installer then puts the Gateway API
 and KServe CRDs and KServe's configuration in place and asks the provider to start what it runs
 itself (`start_components`): the KServe manager and its webhooks, and the gateway (Traefik). Stop
 order is the reverse, every process by its recorded PID, so a teardown in another process (the
-xdist controller) works.
+xdist controller) works; then anything still naming the run directory is stopped. A record, the
+run directory and the machine-level entry are removed only once what they describe is gone.
+Stopping takes at most STOP_BOUND_S.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from serving_conformance.cluster.base import (
 from serving_conformance.cluster.kube import Kube
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.workloads import all_workloads, as_mapping
-from serving_conformance.providers.local import controlplane, gateway, kserve, network
+from serving_conformance.providers.local import controlplane, gateway, kserve, network, registry
 
 RELEASE_MANAGER = "kserve-release"  # field manager of the release's objects (as the installer's)
 
@@ -48,6 +52,10 @@ GPU_NODE_NAME = "sim-gpu-0"
 SIMULATED_LABEL = "serving-conformance.dev/simulated"
 CPU_NODE = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
 GPU_NODE = {**CPU_NODE, "nvidia.com/gpu": "8"}
+# The longest a stop can take: Traefik, the KServe manager and the agent one after another (each
+# SIGTERM, then SIGKILL), the control plane's delete, then whatever still names the run directory.
+STOP_BOUND_S = (3 * (gateway.DEFAULT_STOP_GRACE + proc.KILL_WAIT_S) + controlplane.DELETE_TIMEOUT_S
+                + proc.STOP_GRACE_S + proc.KILL_WAIT_S)
 
 
 def node_specs(with_gpu: bool) -> list[dict]:
@@ -110,14 +118,16 @@ class LocalProvider:
         claim_machine(self.run_dir)
         try:
             self.sweep_stale()
+            registry.record(self.run_dir)
             binaries = self._binaries()
             if network.add_pod_route():
                 (self.run_dir / "route.added").write_text(str(network.POD_RANGE))
+                registry.record(self.run_dir, route=True)
             name = f"sc-{self.run_dir.name.split('-')[2]}" if self.run_dir.name.count("-") >= 2 else "sc-testbed"
             plane = controlplane.start(binaries, self.run_dir, name, self.settings.timeouts.cluster_create)
             (self.run_dir / "controlplane.json").write_text(json.dumps({"name": plane.name, "workdir": str(plane.workdir)}))
         except BaseException:
-            self.stop(None)  # nothing half-started stays behind
+            self._stop_after_failed_start()  # nothing half-started stays behind
             raise
         cluster = Cluster(
             provider=self.name, name=plane.name, kubeconfig=plane.kubeconfig, context=None, created=True,
@@ -132,7 +142,7 @@ class LocalProvider:
             self.log(f"control plane up: Kubernetes {kube.server_version()} ({time.monotonic() - started:.1f}s)")
             self.start_agent(plane.kubeconfig)
         except BaseException:
-            self.stop(cluster)
+            self._stop_after_failed_start()
             raise
         self.log(f"testbed control plane and node agent ready in {time.monotonic() - started:.1f}s (run dir {self.run_dir})")
         return cluster
@@ -233,28 +243,76 @@ class LocalProvider:
 
     def sweep_stale(self) -> None:
         """Testbeds of earlier runs killed outright: with the machine lock held, none of them is
-        live, so stop whatever they left running (by recorded PID) and remove their directories."""
-        for stale in sorted(run_dirs_root().glob(f"{RUN_DIR_PREFIX}*")):
-            if stale.resolve() == self.run_dir.resolve() or not is_testbed_run_dir(stale):
-                continue
-            self.log(f"an earlier run ended without teardown: stopping its testbed and removing {stale}")
+        live, so stop whatever they left running (by record, and by what names their run
+        directory, which may be gone) and only then remove their directories and entries."""
+        # Paths as written (not resolved): the command lines of the run's processes hold them so.
+        entries = registry.recorded()
+        found = {p for p in run_dirs_root().glob(f"{RUN_DIR_PREFIX}*") if is_testbed_run_dir(p)}
+        stale = sorted((found | {e.run_dir for e in entries}) - {self.run_dir})
+        for run_dir in stale:
+            self.log(f"an earlier run ended without teardown: stopping what it left running ({run_dir})")
             try:
-                LocalProvider(self.settings, stale, self.log).stop(None)
-            except Exception as exc:  # a half-written record must not block this run
-                self.log(f"could not fully stop the testbed in {stale}: {exc}")
-            shutil.rmtree(stale, ignore_errors=True)
+                if run_dir.is_dir():
+                    LocalProvider(self.settings, run_dir, self.log).stop(None)
+                elif survivors := proc.stop_mentioning(str(run_dir)):
+                    raise ProviderError(f"processes {survivors} still run")
+            except Exception as exc:  # keep its records: the next run tries again
+                self.log(f"could not fully stop what {run_dir} left: {exc}; its records are kept")
+                continue
+            if any(e.run_dir == run_dir and e.route for e in entries) and network.route_present():
+                # Its run directory, which said so too, is gone; no testbed runs (the lock is ours).
+                network.remove_pod_route()
+                self.log(f"removed the pod route {network.POD_RANGE} that {run_dir} added")
+            shutil.rmtree(run_dir, ignore_errors=True)
+            registry.forget(run_dir)
 
     def stop(self, cluster: Cluster | None) -> None:
+        """Stop everything this testbed started, within STOP_BOUND_S; raise ProviderError naming
+        what still runs (then its records and the machine-level entry are kept)."""
+        started = time.monotonic()
+        problems: list[str] = []
+        stopped: list[str] = []
+        for name, step in (("gateway", self._stop_gateway), ("processes", lambda: stopped.extend(
+                proc.stop_all(self.run_dir, [kserve.NAME, AGENT]))), ("control plane", self._stop_control_plane)):
+            try:
+                step()
+            except Exception as exc:  # every step runs, whatever the others did
+                problems.append(f"{name}: {exc}")
+        if survivors := proc.stop_mentioning(str(self.run_dir)):
+            problems.append(f"processes naming {self.run_dir} still run after SIGKILL: {survivors}")
+        try:
+            self._remove_route()
+        except Exception as exc:
+            problems.append(f"pod route: {exc}")
+        release_machine(self.run_dir)
+        elapsed = time.monotonic() - started
+        if problems:
+            raise ProviderError(f"the testbed in {self.run_dir} did not fully stop in {elapsed:.1f}s: "
+                                f"{'; '.join(problems)}; its records are kept for the next run")
+        registry.forget(self.run_dir)
+        self.log(f"testbed stopped ({', '.join(stopped) or 'no'} processes, control plane deleted) in {elapsed:.1f}s")
+
+    def _stop_after_failed_start(self) -> None:
+        try:
+            self.stop(None)
+        except Exception as exc:  # the start's own error is the one to report
+            self.log(str(exc))
+
+    def _remove_route(self) -> None:
+        marker = self.run_dir / "route.added"
+        if marker.exists():
+            network.remove_pod_route()
+            if network.route_present():
+                raise ProviderError(f"{network.POD_RANGE} is still routed")
+            marker.unlink()
+
+    def _stop_gateway(self) -> None:
+        gateway.stop_gateway(self.run_dir)
+
+    def _stop_control_plane(self) -> None:
         from serving_conformance.toolchain.go import ensure_binaries
 
-        gateway.stop_gateway(self.run_dir)
-        stopped = proc.stop_all(self.run_dir, [kserve.NAME, AGENT])
         record = self.run_dir / "controlplane.json"
         if record.exists():
             data = json.loads(record.read_text())
             controlplane.stop(ensure_binaries(), controlplane.ControlPlane(data["name"], Path(data["workdir"])))
-        if (self.run_dir / "route.added").exists():
-            network.remove_pod_route()
-            (self.run_dir / "route.added").unlink()
-        self.log(f"testbed stopped ({', '.join(stopped) or 'no'} processes, control plane deleted)")
-        release_machine(self.run_dir)

