@@ -114,14 +114,15 @@ def test_a_virtualservice_for_the_inferenceservice_fails_the_no_virtualservice_t
 def test_a_route_serving_another_split_than_declared_fails_by_its_counts(pytester, tmp_path):
     """The gateway serves 50/50 while the manifest declares 80/20 (the route drifted after it was
     applied, as an operator or a hand edit would do): the split is judged from real answers."""
-    pytester.makeconftest(DRIFT)
-    _, report = run_suite(pytester, tmp_path, [], "-m", "gpu", "--cluster", "local", "-k", "canary_split")
+    # A plugin module, not a conftest: a conftest beside the run is not loaded for the suite's path.
+    pytester.makepyfile(sc_drift=DRIFT)
+    _, report = run_suite(pytester, tmp_path, [], "-p", "sc_drift", "-m", "gpu", "--cluster", "local", "-k", "canary_split")
     test = outcomes(report)["test_canary_split_is_served_as_declared[httproute/qwen-canary-split]"]
     assert test["outcome"] == "fail", test
     assert "received" in test["reason"] and "declared 80.0%" in test["reason"] and "outside" in test["reason"], test
 
 
-# Loaded by the suite's run (a conftest beside it): after the deployer applies an HTTPRoute, its
+# Loaded by the suite's run (`-p sc_drift`): after the deployer applies an HTTPRoute, its
 # weights are changed on the cluster to 50/50, out of band.
 DRIFT = """
 from serving_conformance.platform import deploy
@@ -140,6 +141,7 @@ def deploy_with_drift(self, resource):
 
 
 deploy.Deployer.deploy = deploy_with_drift
+print("sc_drift: HTTPRoutes are set to 50/50 after they are applied")
 """
 
 
