@@ -1,7 +1,7 @@
 """Prepare this machine for a run, idempotently: what the chosen cluster and the engine profile
 need, built or downloaded into the cache (keyed by version), after checks that fail fast.
 
-    python -m serving_conformance.prepare [--for-cluster auto|kind|existing|local|none] [--engine|--no-engine]
+    python -m serving_conformance.prepare [--for-cluster auto|kind|existing|local|none ...] [--engine|--no-engine]
 
 - upstream release files (KServe, Gateway API, Istio API CRDs) from the Go module proxy;
 - kustomize, built from its Go module, which renders the manifests' kustomizations;
@@ -155,18 +155,29 @@ def install_engine() -> str:
     return f"vllm {installed.vllm_version}, model {model.name}"
 
 
+def clusters_to_prepare(asked: list[str]) -> list[str]:
+    """The clusters named (repeatable; `auto` resolved as the provider choice resolves it)."""
+    chosen = []
+    for cluster in asked or ["auto"]:
+        if cluster == "auto":
+            cluster = "kind" if shutil.which("kind") and docker_engine_available() else "local"
+            progress(f"--for-cluster auto: {cluster}")
+        if cluster not in chosen:
+            chosen.append(cluster)
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--for-cluster", choices=("auto", "kind", "existing", "local", "none"), default="auto")
+    parser.add_argument("--for-cluster", action="append", default=[],
+                        choices=("auto", "kind", "existing", "local", "none"),
+                        help="the cluster to prepare for; repeat it for several (default: auto)")
     parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=True,
                         help="install the local vLLM engine the engine profile and testbed pods run (default: yes)")
     args = parser.parse_args(argv)
-    cluster = args.for_cluster
-    if cluster == "auto":
-        cluster = "kind" if shutil.which("kind") and docker_engine_available() else "local"
-        progress(f"--for-cluster auto: {cluster}")
-    testbed = cluster == "local"
-    problems = preflight(testbed, args.engine, kind=cluster == "kind")
+    clusters = clusters_to_prepare(args.for_cluster)
+    testbed, kind = "local" in clusters, "kind" in clusters
+    problems = preflight(testbed, args.engine, kind=kind)
     if problems:
         print("cannot prepare this machine:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 1
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         progress("no Go, kustomize or kubectl here: kustomizations in the manifests cannot be rendered")
     if testbed:
         _step("local testbed (a cold build takes about 25 minutes)", install_testbed)
-    if cluster == "kind":
+    if kind:
         from serving_conformance.toolchain.docker import EngineError
         from serving_conformance.toolchain.go import BuildError
         from serving_conformance.toolchain.kindnode import NodeImageError
@@ -191,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine:
         _step("local vLLM engine (a cold install takes about 12 minutes)", install_engine)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
