@@ -35,7 +35,7 @@ def test_kind_boots_nodes_ready_with_cross_node_pod_traffic_and_is_deleted(tmp_p
     name = f"sc-selftest-{secrets.token_hex(3)}"
     settings = base_settings(cluster="kind", cluster_name=name)
     lines: list[str] = []
-    provider = KindProvider(settings, tmp_path, log=lines.append)
+    provider = KindProvider(settings, tmp_path, log=lines.append, with_platform=False)
     started = time.monotonic()
     cluster = provider.start()
     try:

@@ -70,7 +70,8 @@ def fake_tools(tmp_path, monkeypatch):
 
 
 def kind_provider(settings, tmp_path):
-    return KindProvider(settings, tmp_path, log=lambda _: None, node_image=lambda extra: "sc.local/kind-node:test")
+    return KindProvider(settings, tmp_path, log=lambda _: None, node_image=lambda extra: "sc.local/kind-node:test",
+                        with_platform=False)
 
 
 def test_a_failed_create_uses_the_built_node_image_and_kinds_network_then_removes_the_half_cluster(fake_tools, tmp_path):

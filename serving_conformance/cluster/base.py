@@ -86,6 +86,10 @@ class Provider(Protocol):
         """Start what `cluster.runs` names, once the installer has put their CRDs and
         configuration in place (the manifests under test say what the platform needs)."""
 
+    def image_map_for(self, resources: Any) -> dict[str, str]:
+        """Images (and oci:// models) of these manifests the provider deploys as others it has
+        (a cluster that reaches no registry); empty where the manifests' own are pulled."""
+
     def release_source(self) -> Any:
         """Where the installer takes the platform's components from (None: the published releases)."""
 

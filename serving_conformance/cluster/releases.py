@@ -35,6 +35,8 @@ RELEASE_URLS = {
 }
 KSERVE_MODULE = "github.com/kserve/kserve"
 WEBHOOK_SECRET = "kserve-webhook-server-cert"
+KSERVE_MANAGER_DEPLOYMENT = "kserve-controller-manager"
+KUBE_RBAC_PROXY = "kube-rbac-proxy"
 WEBHOOK_SERVICE = "kserve-webhook-server-service"
 CERT_MANAGER_KINDS = ("Certificate", "Issuer", "ClusterIssuer")
 TRAEFIK_NAMESPACE = "serving-conformance-gateway"
@@ -62,18 +64,30 @@ class Published:
 class BuiltHere:
     """The releases' equivalents for a cluster that reaches no registry (images built here)."""
 
-    def __init__(self, kserve_version: str, kustomize: Path, traefik_image: str, namespace: str = "kserve") -> None:
+    def __init__(self, kserve_version: str, kustomize: Path, traefik_image: str, namespace: str = "kserve",
+                 manager_image: str | None = None, on_control_plane: bool = False) -> None:
         self.kserve_version = kserve_version
         self.kustomize = kustomize
         self.traefik_image = traefik_image
         self.namespace = namespace
+        self.manager_image = manager_image
+        # kind: the platform's pods on the control plane, so that each worker keeps all its CPUs
+        # for the one vLLM pod it can hold.
+        self.on_control_plane = on_control_plane
 
     def documents(self, component: str) -> list[dict[str, Any]]:
         if component == "kserve":
-            return self.kserve()
+            return self.placed(self.kserve())
         if component == "gateway-controller":
-            return traefik_documents(self.traefik_image)
+            return self.placed(traefik_documents(self.traefik_image))
         raise ProviderError(f"no {component} is built here (the cluster runs it, or does not need it)")
+
+    def placed(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.on_control_plane:
+            for document in documents:
+                if document["kind"] == "Deployment":
+                    on_control_plane(document["spec"]["template"]["spec"])
+        return documents
 
     def kserve(self) -> list[dict[str, Any]]:
         """KServe's core as its release renders it (config/base + components/kserve), its webhook
@@ -89,7 +103,37 @@ class BuiltHere:
             rendered = proc.run([str(self.kustomize), "build", str(wrapper)], step="render KServe's release",
                                 timeout=120, error=ProviderError)
         documents = [d for d in yaml_documents(rendered) if d["kind"] not in CERT_MANAGER_KINDS]
+        if self.manager_image is not None:
+            documents = [with_manager_image(d, self.manager_image) for d in documents]
         return with_webhook_certificate(documents, self.namespace)
+
+
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+
+
+def on_control_plane(pod: dict[str, Any]) -> None:
+    """Schedule a pod spec on the control-plane node (selected, its taint tolerated)."""
+    pod["nodeSelector"] = {**(pod.get("nodeSelector") or {}), CONTROL_PLANE_LABEL: ""}
+    pod["tolerations"] = [*(pod.get("tolerations") or []),
+                          {"key": CONTROL_PLANE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def with_manager_image(document: dict[str, Any], image: str) -> dict[str, Any]:
+    """The manager's Deployment running the manager built here (present on the nodes, never
+    pulled), without its kube-rbac-proxy sidecar: that guards only the metrics endpoint, and its
+    module is not on the Go module proxy, so no image of it can be built here."""
+    if document["kind"] != "Deployment" or document["metadata"].get("name") != KSERVE_MANAGER_DEPLOYMENT:
+        return document
+    pod = document["spec"]["template"]["spec"]
+    containers = []
+    for container in pod["containers"]:
+        if container["name"] == KUBE_RBAC_PROXY:
+            continue
+        if container["name"] == "manager":
+            container = {**container, "image": image, "imagePullPolicy": "IfNotPresent"}
+        containers.append(container)
+    pod["containers"] = containers
+    return document
 
 
 def with_webhook_certificate(documents: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:

@@ -86,6 +86,8 @@ class ClusterSession:
             provider = choose_provider(self.settings, self.run_dir, self.log)
             try:
                 cluster = provider.start()
+                # Stand-ins the provider has for the manifests' images (the user's --image-map wins).
+                cluster.image_map = {**provider.image_map_for(self.manifests.resources), **cluster.image_map}
                 # Recorded before installing, so teardown removes it even if the install fails.
                 self.record.write_text(cluster.to_json())
                 kube = self.kube(cluster)

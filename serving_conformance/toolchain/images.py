@@ -5,7 +5,7 @@ Each is an OCI image layout tar (toolchain/oci.py), cached by content and named 
   link, the tiny model, and an entrypoint that runs vLLM's OpenAI server with the container's args
   (a hub model name, which cannot be fetched here, becomes the tiny model);
 - the modelcar: busybox (its sidecar runs `ln` and `sleep`) and the tiny model at /models;
-- single binaries (the KServe manager, kube-rbac-proxy, Traefik) as the only file of an image.
+- single binaries (the KServe manager, Traefik) as the only file of an image.
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ COMPILER_PACKAGES = (
     "libquadmath0", "libgomp1", "libzstd1", "zlib1g",
     "openssl", "libssl3",  # the inductor names compiled kernels by `openssl sha512`
 )
-OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "HOME=/tmp")
+# vLLM's CPU backend sizes its KV cache from the host's memory, not the container's limit: the
+# minimum (1 GiB) is plenty for the tiny model and stays inside any pod's memory limit.
+OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "HOME=/tmp",
+               "VLLM_CPU_KVCACHE_SPACE=1")
 
 
 def images_dir() -> Path:
@@ -70,16 +73,18 @@ def _cached(name: str, key: str, build) -> Built:
     return Built(final / "image.tar", built.name, built.digest)
 
 
-def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequence[str] = ()) -> Built:
-    """An image holding one static binary at /<name>, its entrypoint."""
-    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args)
+def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequence[str] = (),
+                 at: str | None = None) -> Built:
+    """An image holding one static binary at `at` (default /<name>), its entrypoint."""
+    at = at or f"/{name}"
+    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at)
 
     def build(path: Path) -> Built:
-        layer = Layer(files=((f"/{name}", binary.read_bytes(), 0o755),
+        layer = Layer(files=((at, binary.read_bytes(), 0o755),
                              ("/etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532::/:/sbin/nologin\n", 0o644),
                              ("/tmp/.keep", b"", 0o644)))
         return write_layout(path, f"{LOCAL_REGISTRY}/{name}:{version}", [layer],
-                            ImageConfig(entrypoint=(f"/{name}", *entrypoint_args)))
+                            ImageConfig(entrypoint=(at, *entrypoint_args)))
 
     return _cached(name, key, build)
 
@@ -101,7 +106,7 @@ def modelcar_image(model_dir: Path) -> Built:
 def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> Built:
     """vLLM's OpenAI server from the local vllm-cpu venv, at the same paths it was installed at."""
     key = _key("vllm", version, venv, python_home, _tree_key(model_dir), (venv / ".serving-conformance-ready").read_text(),
-               COMPILER_PACKAGES, HOST_TOOLS)
+               COMPILER_PACKAGES, HOST_TOOLS, OFFLINE_ENV)
 
     def build(path: Path) -> Built:
         tools = [Path(t) for t in HOST_TOOLS if Path(t).is_file()]

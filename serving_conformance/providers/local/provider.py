@@ -176,6 +176,11 @@ class LocalProvider:
             ]
         return result
 
+    def image_map_for(self, resources: object) -> dict[str, str]:
+        """The manifests' images are what runs (pulled by the cluster, or stood in for by the
+        local engine, said so in the substitutions)."""
+        return {}
+
     def start_components(self, cluster: Cluster, kube: Kube, manifests: ManifestSet) -> None:
         """KServe's manager and webhooks, and Traefik, as local processes (the installer has put
         KServe's CRDs and configuration in place); Istio's VirtualService CRD when asked for; the
