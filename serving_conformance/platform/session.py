@@ -145,7 +145,9 @@ class ClusterSession:
         if deleted_with_cluster and clean and objects_removed:
             self.log(f"removed {cluster.provider} cluster {cluster.name}")
         elif cluster.created and self.settings.keep_cluster:
-            self.log(f"kept {cluster.provider} cluster {cluster.name} (--keep-cluster); kubeconfig {cluster.kubeconfig}")
+            # A kubeconfig in the run directory goes with it: the provider says how to get one.
+            where = "" if cluster.kubeconfig.is_relative_to(self.run_dir) else f"; kubeconfig {cluster.kubeconfig}"
+            self.log(f"kept {cluster.provider} cluster {cluster.name} (--keep-cluster){where}")
         elapsed = time.monotonic() - started
         over = f", {elapsed - grace:.1f}s over the grace period" if elapsed > grace else ""
         complete = "" if clean and objects_removed else ", incomplete"

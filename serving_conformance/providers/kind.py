@@ -233,9 +233,15 @@ class KindProvider:
         return Cluster(
             provider=self.name, name=name, kubeconfig=self.kubeconfig, context=f"kind-{name}", created=created,
             # No pod-network: from the suite, Services are reached by port-forward.
-            features={Feature.SERVING, Feature.GATEWAY, Feature.KUBELET, Feature.ENGINE_VERSION},
-            info=info,
+            features=self.features(), info=info,
         )
+
+    def features(self) -> set[str]:
+        features = {Feature.SERVING, Feature.GATEWAY, Feature.KUBELET}
+        # The vLLM image built here is the version the design names, unless asked for another.
+        if not self.with_platform or self.settings.local_engine == self.settings.expect.engine_version:
+            features.add(Feature.ENGINE_VERSION)
+        return features
 
     def finish(self, cluster: Cluster) -> None:
         """After `kind create`: the pod network (kindnetd's stand-in), every node Ready, the
@@ -306,8 +312,13 @@ class KindProvider:
             self.log(str(exc))
 
     def stop(self, cluster: Cluster | None) -> None:
-        if cluster is not None and cluster.created and not self.settings.keep_cluster:
-            self._delete(cluster.name)
+        if cluster is None or not cluster.created:
+            return
+        if self.settings.keep_cluster:
+            self.log(f"kind cluster {cluster.name} kept: `{self.kind_binary()} get kubeconfig --name {cluster.name}` "
+                     "gives its kubeconfig; `kind delete cluster --name` removes it")
+            return
+        self._delete(cluster.name)
 
 
 def _node_ready(node: Mapping[str, Any] | None) -> bool:

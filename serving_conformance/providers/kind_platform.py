@@ -83,7 +83,8 @@ def build_platform_images(engine_version: str, traefik_version: str, log: Log = 
     venv = installed.python.parent.parent
     log("platform images for kind: the KServe manager, Traefik, vLLM and the modelcar (cached after the first build)")
     return PlatformImages(
-        kserve_manager=images.binary_image("kserve-manager", kserve, f"v{versions.KSERVE}", at="/manager"),
+        kserve_manager=images.binary_image("kserve-manager", kserve, f"v{versions.KSERVE}", at="/manager",
+                                           user=images.NONROOT),
         traefik=images.binary_image("traefik", traefik, traefik_version),
         vllm=images.vllm_image(venv, venv_python_home(venv), model, engine_version),
         modelcar=images.modelcar_image(model),

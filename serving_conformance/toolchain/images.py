@@ -30,6 +30,7 @@ _LDD_LINE = re.compile(r"=>\s+(/\S+)|^\s*(/\S+)\s+\(")
 # uid 1010 has no entry there either, which the manifests handle with USER and HOME).
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 GROUP = b"root:x:0:\nnogroup:x:65534:\n"
+NONROOT = "65532:65532"  # the nonroot user of the images KServe releases (in the layer's /etc/passwd)
 # Programs of this machine vLLM runs (its CPU backend reads the topology with `lscpu --json`).
 HOST_TOOLS = ("/usr/bin/lscpu",)
 # vLLM's CPU backend compiles kernels with torch's inductor, which needs a C++ compiler, as vLLM's
@@ -44,8 +45,10 @@ COMPILER_PACKAGES = (
 )
 # vLLM's CPU backend sizes its KV cache from the host's memory, not the container's limit: the
 # minimum (1 GiB) is plenty for the tiny model and stays inside any pod's memory limit.
+# Its threads are not pinned (vLLM's CPU default binds them all to one core): a kind node's cores
+# are shared by every pod on the machine, and a pinned engine starves behind them.
 OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "HOME=/tmp",
-               "VLLM_CPU_KVCACHE_SPACE=1")
+               "VLLM_CPU_KVCACHE_SPACE=1", "VLLM_CPU_OMP_THREADS_BIND=nobind")
 
 
 def images_dir() -> Path:
@@ -70,21 +73,26 @@ def _cached(name: str, key: str, build) -> Built:
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
+        # Earlier builds of this image (another recipe or input) are not used again: gigabytes.
+        for older in images_dir().glob(f"{name}-*"):
+            if older != final and older.is_dir() and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}", older.name):
+                shutil.rmtree(older, ignore_errors=True)
     return Built(final / "image.tar", built.name, built.digest)
 
 
 def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequence[str] = (),
-                 at: str | None = None) -> Built:
-    """An image holding one static binary at `at` (default /<name>), its entrypoint."""
+                 at: str | None = None, user: str = "") -> Built:
+    """An image holding one static binary at `at` (default /<name>), its entrypoint, run as
+    `user` (a pod with runAsNonRoot refuses an image whose user is root)."""
     at = at or f"/{name}"
-    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at)
+    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at, user)
 
     def build(path: Path) -> Built:
         layer = Layer(files=((at, binary.read_bytes(), 0o755),
                              ("/etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532::/:/sbin/nologin\n", 0o644),
                              ("/tmp/.keep", b"", 0o644)))
         return write_layout(path, f"{LOCAL_REGISTRY}/{name}:{version}", [layer],
-                            ImageConfig(entrypoint=(at, *entrypoint_args)))
+                            ImageConfig(entrypoint=(at, *entrypoint_args), user=user))
 
     return _cached(name, key, build)
 
