@@ -188,7 +188,10 @@ def cluster_namespace(pytestconfig: pytest.Config, kube: Kube, conformance_setti
     name = f"{conformance_settings.namespace_prefix}-{worker_id()}-{run_id}".lower()
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {RUN_LABEL: run_id}}})
     yield name
-    kube.delete(Ref("v1", "Namespace", name))
+    try:
+        kube.delete(Ref("v1", "Namespace", name))
+    except Exception as exc:  # e.g. the cluster is gone: the run's teardown removes it by label, or says why not
+        progress(f"namespace {name} not deleted now ({type(exc).__name__}); the run's teardown removes it by its label")
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ import concurrent.futures
 import json
 import re
 import secrets
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -210,14 +212,32 @@ def stream_fingerprints(endpoint: Endpoint, model: str, max_tokens: int = 8) -> 
     return fingerprints
 
 
-def count_fingerprints(endpoint: Endpoint, model: str, samples: int, workers: int = 4) -> Counter[str]:
+# A gateway may answer 502/503/504 now and then (an idle upstream connection closed under it):
+# such a request reached no model, so it is sent again, up to this share of the samples; more
+# (a dead backend, a broken route) fails the count.
+TRANSIENT_STATUSES = (502, 503, 504)
+TRANSIENT_SHARE = 0.005
+
+
+def count_fingerprints(endpoint: Endpoint, model: str, samples: int, workers: int = 4,
+                       log: Callable[[str], None] | None = None) -> Counter[str]:
     """The system_fingerprint of `samples` one-token chat completions, counted (kept-alive
     connections, a few requests in flight: a few thousand answers take seconds, not minutes)."""
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     what = f"POST /v1/chat/completions at {endpoint.describe()}"
+    allowed = int(samples * TRANSIENT_SHARE)
+    retried: list[int] = []
+    lock = threading.Lock()
 
     def one(client: httpx.Client) -> str:
         response = send(client, endpoint, "POST", "/v1/chat/completions", body)
+        while response.status_code in TRANSIENT_STATUSES:
+            with lock:
+                if len(retried) >= allowed:
+                    raise CheckFailed(f"{what}: more than {allowed} of {samples} answers were HTTP 502/503/504 "
+                                      f"(the last: {response.status_code} {response.text[:SNIPPET]!r})")
+                retried.append(response.status_code)
+            response = send(client, endpoint, "POST", "/v1/chat/completions", body)
         _expect_status(response, 200, what)
         return str(_json(response, what).get("system_fingerprint"))
 
@@ -227,6 +247,8 @@ def count_fingerprints(endpoint: Endpoint, model: str, samples: int, workers: in
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             for fingerprint in pool.map(lambda _: one(client), range(samples)):
                 counts[fingerprint] += 1
+    if retried and log is not None:
+        log(f"{what}: {len(retried)} of {samples} answers were HTTP {sorted(set(retried))} and sent again")
     return counts
 
 

@@ -33,6 +33,9 @@ GROUP = b"root:x:0:\nnogroup:x:65534:\n"
 NONROOT = "65532:65532"  # the nonroot user of the images KServe releases (in the layer's /etc/passwd)
 # Programs of this machine vLLM runs (its CPU backend reads the topology with `lscpu --json`).
 HOST_TOOLS = ("/usr/bin/lscpu",)
+# Libraries the C library's linker scripts name that no program loads (libm.so asks for libmvec
+# as needed): the inductor's kernels link with -lm.
+LINKED_BY_SCRIPTS = ("/lib/x86_64-linux-gnu/libmvec.so.1",)
 # vLLM's CPU backend compiles kernels with torch's inductor, which needs a C++ compiler, as vLLM's
 # own CPU images carry one: this machine's (Debian's) g++, with the files of these packages.
 COMPILER_PACKAGES = (
@@ -49,6 +52,10 @@ COMPILER_PACKAGES = (
 # are shared by every pod on the machine, and a pinned engine starves behind them.
 OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STATS=1", "HOME=/tmp",
                "VLLM_CPU_KVCACHE_SPACE=1", "VLLM_CPU_OMP_THREADS_BIND=nobind")
+
+
+# Changed whenever the way an image is assembled changes, so that no stale image is reused.
+IMAGE_RECIPE = 2
 
 
 def images_dir() -> Path:
@@ -114,11 +121,13 @@ def modelcar_image(model_dir: Path) -> Built:
 def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> Built:
     """vLLM's OpenAI server from the local vllm-cpu venv, at the same paths it was installed at."""
     key = _key("vllm", version, venv, python_home, _tree_key(model_dir), (venv / ".serving-conformance-ready").read_text(),
-               COMPILER_PACKAGES, HOST_TOOLS, OFFLINE_ENV)
+               COMPILER_PACKAGES, HOST_TOOLS, OFFLINE_ENV, LINKED_BY_SCRIPTS, IMAGE_RECIPE)
 
     def build(path: Path) -> Built:
         tools = [Path(t) for t in HOST_TOOLS if Path(t).is_file()]
-        files, links = _library_layer(host_libraries([python_home / "bin", python_home / "lib", venv, *tools]))
+        libraries = host_libraries([python_home / "bin", python_home / "lib", venv, *tools])
+        libraries |= {Path(p) for p in LINKED_BY_SCRIPTS if Path(p).exists()}
+        files, links = _library_layer(libraries)
         files += tuple((str(t), t.read_bytes(), 0o755) for t in tools)
         system = Layer(files=(*files, ("/usr/bin/busybox", BUSYBOX.read_bytes(), 0o755), ("/tmp/.keep", b"", 0o644),
                               ("/etc/passwd", PASSWD, 0o644), ("/etc/group", GROUP, 0o644),
@@ -133,7 +142,8 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
                                 if p.name not in ("site-packages", "test")]))
         engine = Layer(trees=((venv, str(venv)), (model_dir, TINY_MODEL_PATH)))
         env = (f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", *OFFLINE_ENV)
-        compiler = Layer(trees=tuple((p, str(p)) for p in package_files(COMPILER_PACKAGES)))
+        # At their merged-/usr paths: /lib and friends are links into /usr in the layer above.
+        compiler = Layer(trees=tuple((p, _usr_form(p)) for p in package_files(COMPILER_PACKAGES)))
         # The largest, steadiest layer first: a change above it never unpacks it again.
         return write_layout(path, f"{LOCAL_REGISTRY}/vllm-cpu:{version}", [engine, python, compiler, system],
                             ImageConfig(entrypoint=("/usr/local/bin/vllm-entrypoint",), env=env), compress=False)

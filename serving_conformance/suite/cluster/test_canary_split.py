@@ -44,7 +44,7 @@ def measure(endpoint, model: str, revisions: list[Revision], progress) -> dict[s
         return {}
     samples = samples_needed([r.weight / total for r in revisions])
     progress(f"canary: counting {samples} answers through the Gateway")
-    return count_fingerprints(endpoint, model, samples)
+    return count_fingerprints(endpoint, model, samples, log=progress)
 
 
 def test_canary_split_is_served_as_declared(resource, deployer, endpoints, kube, manifests, conformance_settings):
