@@ -109,7 +109,8 @@ class ConformanceReport:
         self.manifests = manifests
         self.results: dict[str, TestResult] = {}
         self.observed: dict[str, str] = {}
-        self.substitutions: dict[str, dict[str, str]] = {}
+        # By subject and what it stands in for: several images are each their own stand-in.
+        self.substitutions: dict[tuple[str, str], dict[str, str]] = {}
         self.collected = 0
         self.finished: set[str] = set()
         # Why the run ended early (interrupt, abort, a cluster that could not be provided).
@@ -140,7 +141,7 @@ class ConformanceReport:
             subs = json.loads(properties[SUBSTITUTIONS])
             result.substitutions = [_sentence(s) for s in subs]
             for sub in subs:
-                self.substitutions[sub["subject"]] = sub
+                self.substitutions[(sub["subject"], sub["platform"])] = sub
         for key, value in report.user_properties:
             if key == NOTE and value not in result.notes:
                 result.notes.append(str(value))

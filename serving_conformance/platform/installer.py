@@ -25,7 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from serving_conformance.base.settings import Settings
+from serving_conformance.base.text import clip
 from serving_conformance.base.upstream import (
     gateway_api_crds,
     kserve_crds,
@@ -39,6 +42,7 @@ from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME, configmap_for, is_kserve_config, read_config
 from serving_conformance.manifests.roles import is_platform
+from serving_conformance.platform.deploy import ISVC_API
 
 ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 KSERVE_CONTROLLER = "kserve-controller-manager"
@@ -125,6 +129,7 @@ class Installer:
             self.apply_platform_configmap()
             # KServe reads inferenceservice-config at start: restart it on the platform's config.
             self.restart(Ref("apps/v1", "Deployment", KSERVE_CONTROLLER, self.settings.kserve_namespace))
+            self.wait_webhooks_answer()
         self.install_gateway_classes()
         self.apply_platform_objects()
 
@@ -223,6 +228,30 @@ class Installer:
             "spec": {"template": {"metadata": {"annotations": {"serving-conformance.dev/restartedAt": stamp}}}},
         })
         self.wait_available(ref)
+
+    def wait_webhooks_answer(self) -> None:
+        """KServe's webhooks answer through their Service: a server-side dry run of an
+        InferenceService reaches them. Asked again every second: a restarted manager's endpoint
+        reaches every node's Service rules a moment after its pod is Ready, and there is nothing
+        to watch for that."""
+        namespace = self.settings.kserve_namespace
+        probe = {"apiVersion": ISVC_API, "kind": "InferenceService",
+                 "metadata": {"name": "sc-webhook-probe", "namespace": namespace},
+                 "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://probe/model"}}}}
+        resource = self.kube.resource(ISVC_API, "InferenceService")
+        deadline = time.monotonic() + self.settings.timeouts.controller_ready
+        while True:
+            try:
+                resource.create(body=probe, namespace=namespace, dry_run="All")
+                return
+            except ApiException as exc:
+                message = str(getattr(exc, "body", "") or exc)
+                if "failed calling webhook" not in message:
+                    return  # the webhook answered (a refusal is an answer)
+                if time.monotonic() > deadline:
+                    raise ProviderError(f"KServe's webhooks do not answer through their Service within "
+                                        f"{self.settings.timeouts.controller_ready:.0f}s: {clip(message, 400)}") from exc
+            time.sleep(1)
 
     def install_kserve_config(self) -> None:
         """KServe's CRDs, its namespace and its shipped ConfigMap with the platform's settings: all
