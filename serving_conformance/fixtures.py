@@ -44,6 +44,8 @@ REPORT = pytest.StashKey[ConformanceReport]()
 # What the selected tests need: local engines, and the serving objects to deploy up front.
 ENGINE_WORKLOADS = pytest.StashKey[list]()
 CLUSTER_RESOURCES = pytest.StashKey[list]()
+# For each cluster test (by node id): the (kind, name) of the workloads the tests after it need.
+LATER_NEEDS = pytest.StashKey[dict]()
 # Live objects released between tests (see the plugin's teardown hook).
 ENGINE_FLEET = pytest.StashKey[object]()
 DEPLOYER = pytest.StashKey[Deployer]()
@@ -202,8 +204,13 @@ def deployer(pytestconfig: pytest.Config, kube: Kube, cluster_namespace: str, ma
     deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress,
                         image_map)
     # Everything the selected tests will deploy, at once: the pods then start side by side. Not
-    # under xdist, where each worker collects every test but runs only some.
-    if not hasattr(pytestconfig, "workerinput"):
+    # under xdist, where each worker collects every test but runs only some, nor where the cluster
+    # holds only a few vLLM pods (each test deploys its own; the plugin releases what is done with).
+    bounded = conformance_cluster.engine_pods_at_once
+    deployer.bounded = bounded is not None
+    if bounded is not None:
+        progress(f"this cluster holds {bounded} vLLM pods at once: workloads are deployed as their tests come")
+    elif not hasattr(pytestconfig, "workerinput"):
         for resource in pytestconfig.stash.get(CLUSTER_RESOURCES, []):
             deployer.deploy(resource)
     pytestconfig.stash[DEPLOYER] = deployer

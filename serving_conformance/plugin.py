@@ -27,6 +27,7 @@ from serving_conformance.fixtures import (
     DEPLOYER,
     ENGINE_FLEET,
     ENGINE_WORKLOADS,
+    LATER_NEEDS,
     MANIFESTS,
     REPORT,
     RULE_CONTEXT,
@@ -39,6 +40,7 @@ from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
 from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from, suite_outputs
 from serving_conformance.platform.session import ClusterSession
+from serving_conformance.providers.choose import bounded_capacity
 from serving_conformance.report import ConformanceReport, tag_item
 from serving_conformance.rules.findings import RuleContext
 from serving_conformance.rules.schema import schema_known
@@ -249,6 +251,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("conformance tests without a behaviour or profile:\n  " + "\n  ".join(errors))
     # Control-plane checks first: they run while the workloads' engines are still starting.
     items.sort(key=lambda item: 0 if item.get_closest_marker("control_plane") else 1)
+    if bounded_capacity(config.stash[SETTINGS].cluster):
+        # Grouped by workload (control-plane checks first within each), so that each workload goes
+        # once its tests are done and makes room for the next.
+        manifests = config.stash[MANIFESTS]
+        first: dict[tuple[str, str], int] = {}
+        for item in items:
+            for need in _needs(item, manifests):
+                first.setdefault(need, len(first))
+        items.sort(key=lambda item: (min((first[n] for n in _needs(item, manifests)), default=-1),
+                                     0 if item.get_closest_marker("control_plane") else 1))
+
+
+def _needs(item: pytest.Item, manifests: ManifestSet) -> list[tuple[str, str]]:
+    """The (kind, name) of the workloads a cluster test deploys."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    workload, resource = params.get("workload"), params.get("resource")
+    found = []
+    if workload is not None:
+        found.append(workload.resource)
+    if resource is not None and resource.kind in ("InferenceService", "Deployment"):
+        found.append(resource)
+    if resource is not None and resource.kind == "HTTPRoute":
+        found += [isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None]
+    return list(dict.fromkeys((r.kind, r.name) for r in found))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -268,6 +294,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 cluster.extend(isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None)
     session.config.stash[ENGINE_WORKLOADS] = engine
     session.config.stash[CLUSTER_RESOURCES] = list({r.ident: r for r in cluster}.values())
+    later: dict[str, set[tuple[str, str]]] = {}
+    needed: set[tuple[str, str]] = set()
+    for item in reversed(session.items):
+        later[item.nodeid] = set(needed)
+        if "deployer" in getattr(item, "fixturenames", ()):
+            needed.update(_needs(item, manifests))
+    session.config.stash[LATER_NEEDS] = later
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -280,3 +313,5 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         del stash[ENGINE_FLEET]
     if "deployer" in getattr(item, "fixturenames", ()) and "deployer" not in later and DEPLOYER in stash:
         stash[DEPLOYER].release()
+    elif DEPLOYER in stash and stash[DEPLOYER].bounded:
+        stash[DEPLOYER].release_except(stash.get(LATER_NEEDS, {}).get(item.nodeid, set()))

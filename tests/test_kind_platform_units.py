@@ -62,3 +62,46 @@ def test_every_engine_image_and_oci_model_of_the_manifests_has_a_stand_in():
 def test_the_cpython_of_a_venv_is_read_from_its_config(tmp_path):
     (tmp_path / "pyvenv.cfg").write_text("home = /opt/python/3.11.7/bin\ninclude-system-site-packages = false\n")
     assert venv_python_home(tmp_path) == Path("/opt/python/3.11.7")
+
+
+def collected_workloads(pytester, cluster: str) -> list[str]:
+    from serving_conformance.base.data import SUITE
+
+    result = pytester.runpytest_subprocess(str(SUITE), "--manifests-dir", str(DEFAULT_MANIFESTS), "-m", "gpu",
+                                           "--cluster", cluster, "--collect-only", "-q", "-p", "no:cacheprovider")
+    return [line.rsplit("[", 1)[1].rstrip("]") for line in result.stdout.lines if "/cluster/" in line and "[" in line]
+
+
+def runs(sequence: list[str]) -> list[str]:
+    """The sequence with repeats collapsed: one entry per run of equal neighbours."""
+    return [x for i, x in enumerate(sequence) if i == 0 or sequence[i - 1] != x]
+
+
+def test_on_kind_the_cluster_tests_run_grouped_by_workload(pytester):
+    """kind holds two vLLM pods at once: each workload's tests come together, so it can go after
+    (the split route's test, which needs two, sits among the first of them)."""
+    order = [w for w in collected_workloads(pytester, "kind") if not w.startswith("httproute/")]
+    assert len(runs(order)) == len(set(order)), runs(order)
+
+
+def test_on_the_testbed_the_order_is_by_module(pytester):
+    order = collected_workloads(pytester, "local")
+    assert len(runs(order)) > len(set(order)), runs(order)
+
+
+def test_workloads_no_later_test_needs_are_released_and_only_those():
+    from serving_conformance.platform.deploy import Deployer
+
+    deleted = []
+
+    class Kube:
+        def delete(self, ref):
+            deleted.append((ref.kind, ref.name, ref.namespace))
+
+    deployer = Deployer(Kube(), "ns", None, "kserve", "run", lambda _: None)
+    deployer.applied = {"InferenceService/ns/qwen-stable", "InferenceService/ns/qwen-canary",
+                        "Deployment/ns/raw-vllm", "Service/ns/raw-vllm", "HTTPRoute/ns/split"}
+    deployer.release_except({("InferenceService", "qwen-canary"), ("Deployment", "raw-vllm")})
+    assert deleted == [("InferenceService", "qwen-stable", "ns")]
+    assert "InferenceService/ns/qwen-stable" not in deployer.applied
+    assert {"InferenceService/ns/qwen-canary", "Service/ns/raw-vllm"} <= deployer.applied

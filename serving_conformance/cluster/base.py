@@ -54,6 +54,9 @@ class Cluster:
     substitutions: list[Substitution] = field(default_factory=list)
     # Images the provider built or mirrors, by the reference the manifests use (see --image-map).
     image_map: dict[str, str] = field(default_factory=dict)
+    # How many vLLM pods the cluster holds at once (None: all the run needs). Where it is bounded,
+    # the tests run grouped by workload and each workload goes once no later test needs it.
+    engine_pods_at_once: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def offers(self, feature: Feature) -> bool:

@@ -45,6 +45,8 @@ class Deployer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Waits that timed out: the object's (uid, generation) then, and the failure message.
     timed_out: dict[str, tuple[tuple[Any, Any], str]] = field(default_factory=dict)
+    # The cluster holds few vLLM pods: workloads go once no later test needs them.
+    bounded: bool = False
 
     def namespace_of(self, resource: Resource) -> str:
         """Where a serving object goes: where the manifests declare it, else the run's namespace."""
@@ -114,6 +116,19 @@ class Deployer:
             if kind in ("InferenceService", "Deployment"):
                 api = ISVC_API if kind == "InferenceService" else "apps/v1"
                 self.kube.delete(Ref(api, kind, name, namespace))
+
+    def release_except(self, keep: set[tuple[str, str]]) -> None:
+        """Delete the workloads applied so far that no later test needs ((kind, name) in `keep`
+        stay): on a cluster that holds few vLLM pods, the next workload's pods need their place."""
+        with self.lock:
+            gone = {key for key in self.applied
+                    if key.split("/", 1)[0] in ("InferenceService", "Deployment")
+                    and (key.split("/", 1)[0], key.rsplit("/", 1)[1]) not in keep}
+            self.applied -= gone
+        for key in sorted(gone):
+            kind, namespace, name = key.split("/", 2)
+            self.progress(f"releasing {kind} {namespace}/{name}: no later test needs it")
+            self.kube.delete(Ref(ISVC_API if kind == "InferenceService" else "apps/v1", kind, name, namespace))
 
     def companions_of(self, resource: Resource) -> list[Resource]:
         """Serving objects the manifests ship for an InferenceService (labelled with KServe's

@@ -24,6 +24,14 @@ def resolve_choice(choice: str, log: Callable[[str], None]) -> str:
     return "local"
 
 
+def bounded_capacity(choice: str) -> bool:
+    """Whether the provider this choice resolves to holds only a few vLLM pods at once (kind on
+    one machine): the tests are then grouped by workload."""
+    if choice == "auto":
+        return bool(shutil.which("kind")) and docker_engine_available()
+    return choice == "kind"
+
+
 def choose_provider(settings: Settings, run_dir: Path, log: Callable[[str], None], choice: str | None = None) -> Provider:
     choice = resolve_choice(choice or settings.cluster, log)
     if choice == "kind":

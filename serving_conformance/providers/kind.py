@@ -234,6 +234,8 @@ class KindProvider:
             provider=self.name, name=name, kubeconfig=self.kubeconfig, context=f"kind-{name}", created=created,
             # No pod-network: from the suite, Services are reached by port-forward.
             features=self.features(), info=info,
+            # Each worker has the CPUs of one vLLM pod (the platform's pods are on the control plane).
+            engine_pods_at_once=self.workers if self.with_platform else None,
         )
 
     def features(self) -> set[str]:
