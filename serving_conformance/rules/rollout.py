@@ -88,3 +88,35 @@ CONTAINERS_COMPLETE = Rule(
     check=_check_images_present,
     nothing_to_check="no workload in the manifests",
 )
+
+
+# --- traffic reaches a vLLM only once it has loaded its model -----------------------------------
+
+SERVING_KINDS = ("InferenceService", "Deployment", "StatefulSet")
+
+
+def _serves_vllm(resource: Resource) -> bool:
+    return resource.kind in SERVING_KINDS and any(w.vllm_containers for w in workloads_of(resource))
+
+
+def _check_readiness(resource: Resource, ctx: RuleContext) -> list[Finding]:
+    findings = []
+    for workload in workloads_of(resource):
+        for container in workload.vllm_containers:
+            if not as_mapping(container.body.get("readinessProbe")):
+                findings.append(Finding(
+                    found=f"{workload.label} container {container.name!r} runs vLLM with no readinessProbe",
+                    effect="the pod is Ready as soon as the container starts: its Service and the gateway send "
+                           "requests to a vLLM still loading its model (refused, 502s in every rollout)",
+                    fix="add a readinessProbe: httpGet on vLLM's /health at its port",
+                ))
+    return findings
+
+
+VLLM_READINESS = Rule(
+    id="vllm-readiness-probe",
+    title="every vLLM serving container has a readiness probe, so traffic waits for the model",
+    applies=_serves_vllm,
+    check=_check_readiness,
+    nothing_to_check="no InferenceService or Deployment runs vLLM",
+)
