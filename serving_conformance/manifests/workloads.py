@@ -3,6 +3,9 @@
 KServe components (predictor, transformer, explainer) carry pod-level fields inline; Deployments
 carry them under `spec.template.spec`. Both are presented here as `Workload`s so that rules and
 cluster tests read containers the same way.
+
+One module (about 450 lines): every rule and test reads workloads through these few types
+(Workload, Container, Image, VllmArgs); kept together so that they are read one way.
 """
 
 from __future__ import annotations

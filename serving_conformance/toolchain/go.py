@@ -12,6 +12,9 @@ version and the wrapper's go.mod/go.sum; a component whose stamp matches is not 
     python -m serving_conformance.toolchain.go                  # build what is missing
     python -m serving_conformance.toolchain.go --force kserve   # rebuild one component
     python -m serving_conformance.toolchain.go --sync-wrappers  # after changing a pin
+
+One module (about 700 lines): every Go build shares the wrapper modules, the cache layout and its
+keys, the build command and its checks; the components are data (one function each) at the top.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ in one rename; the node image's tag carries a key over everything that went in, 
 recipe is never rebuilt and a changed one never reuses a stale image.
 
     python -m serving_conformance.toolchain.kindnode [--extra-image LAYOUT.tar ...]
+
+One module (about 700 lines): the node image is one recipe whose parts (rootfs, images, kind's files,
+the preload, the import) share its cache keys and its lock; split, the key over everything that
+went in would have to be assembled across modules.
 """
 
 from __future__ import annotations

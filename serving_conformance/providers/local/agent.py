@@ -14,6 +14,9 @@ its pods schedule; a model a claim would hold is the local tiny model). Not emul
 written, restarts, resource limits, other volumes.
 
     python -m serving_conformance.providers.local.agent --kubeconfig K --run-dir R --nodes nodes.json --pods vllm
+
+One module (about 500 lines): the node agent is a single process that plays the kubelet for its
+nodes (status, pods, volumes, probes through vLLM's /health); its parts share one watch loop.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ which finds it from ``<run_dir>/pids/traefik.pid``.
     python -m serving_conformance.providers.local.gateway install                  # print the binary
     python -m serving_conformance.providers.local.gateway start KUBECONFIG RUN_DIR
     python -m serving_conformance.providers.local.gateway stop RUN_DIR
+
+One module (about 430 lines): Traefik for the testbed, installed, configured, started, watched and
+stopped around one process record.
 """
 
 from __future__ import annotations
