@@ -51,8 +51,9 @@ class PlatformImages:
                          manager_image=self.kserve_manager.name, on_control_plane=True)
 
     def image_map_for(self, resources: Iterable[Any]) -> dict[str, str]:
-        """Each vLLM image and oci:// model of the manifests mapped to the ones built here."""
-        return stand_in_pairs(resources, self.vllm.name, self.modelcar.name)
+        """Each vLLM image and oci:// model of the manifests mapped to the ones built here, by
+        digest as the manifests pin theirs (the node's containerd knows them by digest too)."""
+        return stand_in_pairs(resources, self.vllm.reference, self.modelcar.reference)
 
     def substitutions(self) -> list[Substitution]:
         return [
