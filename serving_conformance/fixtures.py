@@ -201,13 +201,12 @@ def deployer(pytestconfig: pytest.Config, kube: Kube, cluster_namespace: str, ma
              conformance_settings: Settings, conformance_cluster: Cluster) -> Deployer:
     _, run_id = pytestconfig.stash[RUN]
     image_map = ImageMap(dict(conformance_settings.image_map)).merged(conformance_cluster.image_map)
+    bounded = conformance_cluster.engine_pods_at_once
     deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress,
-                        image_map)
+                        image_map, bounded=bounded is not None)
     # Everything the selected tests will deploy, at once: the pods then start side by side. Not
     # under xdist, where each worker collects every test but runs only some, nor where the cluster
     # holds only a few vLLM pods (each test deploys its own; the plugin releases what is done with).
-    bounded = conformance_cluster.engine_pods_at_once
-    deployer.bounded = bounded is not None
     if bounded is not None:
         progress(f"this cluster holds {bounded} vLLM pods at once: workloads are deployed as their tests come")
     elif not hasattr(pytestconfig, "workerinput"):

