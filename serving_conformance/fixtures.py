@@ -23,6 +23,7 @@ from serving_conformance.behaviours import Layer
 from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
 from serving_conformance.gate import Place, decide, layer_of, required_features
+from serving_conformance.manifests.fit import Room
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import KServeConfig, find_config
@@ -203,7 +204,7 @@ def deployer(pytestconfig: pytest.Config, kube: Kube, cluster_namespace: str, ma
     image_map = ImageMap(dict(conformance_settings.image_map)).merged(conformance_cluster.image_map)
     bounded = conformance_cluster.engine_pods_at_once
     deployer = Deployer(kube, cluster_namespace, manifests, conformance_settings.kserve_namespace, run_id, progress,
-                        image_map, bounded=bounded is not None)
+                        image_map, bounded=bounded is not None, room=Room.from_json(conformance_cluster.room))
     # Everything the selected tests will deploy, at once: the pods then start side by side. Not
     # under xdist, where each worker collects every test but runs only some, nor where the cluster
     # holds only a few vLLM pods (each test deploys its own; the plugin releases what is done with).

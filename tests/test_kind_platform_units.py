@@ -105,3 +105,16 @@ def test_workloads_no_later_test_needs_are_released_and_only_those():
     assert deleted == [("InferenceService", "qwen-stable", "ns")]
     assert "InferenceService/ns/qwen-stable" not in deployer.applied
     assert {"InferenceService/ns/qwen-canary", "Service/ns/raw-vllm"} <= deployer.applied
+
+
+def test_the_room_of_a_kind_worker_is_the_smallest_allocatable_among_the_workers():
+    from serving_conformance.providers.kind import worker_room
+
+    nodes = {"w1": {"cpu": "2", "memory": "24000Mi"}, "w2": {"cpu": "1500m", "memory": "30Gi"}}
+
+    class Kube:
+        def get(self, ref):
+            return {"status": {"allocatable": {**nodes[ref.name], "nvidia.com/gpu": "4"}}}
+
+    room = worker_room(Kube(), ["w1", "w2"])
+    assert room.allocatable == {"cpu": "1500m", "memory": "24000Mi"} and room.where == "a kind worker"

@@ -57,6 +57,9 @@ class Cluster:
     # How many vLLM pods the cluster holds at once (None: all the run needs). Where it is bounded,
     # the tests run grouped by workload and each workload goes once no later test needs it.
     engine_pods_at_once: int | None = None
+    # Where a node allocates less than a workload's pod requests (kind on one machine), the room
+    # one pod has (manifests.fit.Room as JSON): the deployer lowers requests to fit it.
+    room: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def offers(self, feature: Feature) -> bool:

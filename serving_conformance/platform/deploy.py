@@ -20,6 +20,7 @@ from serving_conformance.base.redact import Secret
 from serving_conformance.cluster.conditions import deployment_available as _available
 from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
+from serving_conformance.manifests.fit import Room, fit
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.roles import is_platform
@@ -49,14 +50,16 @@ class Deployer:
     timed_out: dict[str, tuple[tuple[Any, Any], str]] = field(default_factory=dict)
     # The cluster holds few vLLM pods: workloads go once no later test needs them.
     bounded: bool = False
+    # A node allocates less than some pods request: their requests are lowered to this room.
+    room: Room | None = None
 
     def namespace_of(self, resource: Resource) -> str:
         """Where a serving object goes: where the manifests declare it, else the run's namespace."""
         return resource.namespace or self.namespace
 
     def _labelled(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The object as deployed: images mapped, labelled with the run."""
-        body = self.image_map.apply(body)
+        """The object as deployed: images mapped, requests fitted, labelled with the run."""
+        body, _ = fit(self.image_map.apply(body), self.room)
         meta = dict(body.get("metadata") or {})
         meta["labels"] = {**(meta.get("labels") or {}), RUN_LABEL: self.run_id}
         return {**body, "metadata": meta}

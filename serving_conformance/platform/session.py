@@ -9,19 +9,24 @@ alone tears down at the end: the run's objects and namespaces, then what the pro
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from serving_conformance.base.proc import file_lock
 from serving_conformance.base.redact import copy_redacted
 from serving_conformance.base.settings import Settings
 from serving_conformance.base.text import clip
 from serving_conformance.cluster.base import Cluster, Feature, ProviderError, Substitution
-from serving_conformance.cluster.kube import RUN_LABEL, Kube
+from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
+from serving_conformance.manifests.fit import Room, fitted_requests, modelcar_requests
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
+from serving_conformance.manifests.platform_config import CONFIGMAP_NAME
+from serving_conformance.manifests.roles import is_platform
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
 
@@ -56,6 +61,23 @@ def image_substitutions(settings: Settings, cluster: Cluster, manifests: Manifes
     return [Substitution("image", source, f"{target} (--image-map)" if source in dict(settings.image_map) else target,
                          (Feature.SERVING,))
             for source, target in sorted(image_map.used.items())]
+
+
+def with_modelcar(room: dict[str, Any], kube: Kube, kserve_namespace: str) -> dict[str, Any]:
+    """The room with what the installed KServe adds beside an oci:// model, read from its
+    inferenceservice-config as the controller reads it."""
+    config = kube.get(Ref("v1", "ConfigMap", CONFIGMAP_NAME, kserve_namespace)) or {}
+    try:
+        storage = json.loads((config.get("data") or {}).get("storageInitializer") or "{}")
+    except json.JSONDecodeError:
+        storage = {}
+    return {**room, "modelcar": modelcar_requests(storage if isinstance(storage, dict) else {})}
+
+
+def request_substitutions(cluster: Cluster, manifests: ManifestSet) -> list[Substitution]:
+    """A stand-in for each request of the serving workloads lowered to fit the cluster's nodes."""
+    serving = [r for r in manifests.resources if not is_platform(r)]
+    return [change.substitution() for change in fitted_requests(serving, Room.from_json(cluster.room))]
 
 
 class ClusterSession:
@@ -95,6 +117,9 @@ class ClusterSession:
                 Installer(self.settings, cluster, kube, self.manifests, self.log, source).install(provider)
                 cluster.features |= discover_features(kube)
                 cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
+                if cluster.room:
+                    cluster.room = with_modelcar(cluster.room, kube, self.settings.kserve_namespace)
+                    cluster.substitutions += request_substitutions(cluster, self.manifests)
             except BaseException as exc:
                 self.failure.write_text(f"{type(exc).__name__}: {exc}")
                 raise

@@ -35,11 +35,13 @@ import yaml
 from serving_conformance.base import proc, versions
 from serving_conformance.base.data import KIND_CONFIG
 from serving_conformance.base.progress import progress
+from serving_conformance.base.quantity import parse_quantity
 from serving_conformance.base.settings import Settings
 from serving_conformance.cluster.base import Cluster, Component, Feature, ProviderError, Substitution
 from serving_conformance.cluster.conditions import is_true
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
+from serving_conformance.manifests.fit import FITTED, Room
 from serving_conformance.providers import kindnet
 from serving_conformance.providers.kind_platform import PlatformImages, build_platform_images
 from serving_conformance.toolchain import docker, kindnode
@@ -267,6 +269,7 @@ class KindProvider:
                        manager=FIELD_MANAGER)
         for node in workers:
             advertise_gpus(kube, node, SIMULATED_GPUS_PER_WORKER)
+        cluster.room = worker_room(kube, workers).to_json()
         kube.wait_for(Ref("v1", "ServiceAccount", "default", "default"), lambda o: o is not None,
                       timeouts.kind_nodes_ready, "the default ServiceAccount")
         coredns = Ref("apps/v1", "Deployment", "coredns", "kube-system")
@@ -326,6 +329,20 @@ class KindProvider:
 def _is_control_plane(kube: Kube, name: str) -> bool:
     node = kube.get(Ref("v1", "Node", name)) or {}
     return CONTROL_PLANE_LABEL in ((node.get("metadata") or {}).get("labels") or {})
+
+
+def worker_room(kube: Kube, workers: Sequence[str]) -> Room:
+    """The smallest allocatable cpu and memory among the workers: every worker of a kind cluster
+    reports this machine's cores and memory, which a pod of the manifests may ask more of."""
+    smallest: dict[str, str] = {}
+    for name in workers:
+        allocatable = ((kube.get(Ref("v1", "Node", name)) or {}).get("status") or {}).get("allocatable") or {}
+        for resource in FITTED:
+            value = allocatable.get(resource)
+            if value is not None and (resource not in smallest
+                                      or parse_quantity(value) < parse_quantity(smallest[resource])):
+                smallest[resource] = str(value)
+    return Room(smallest, "a kind worker")
 
 
 def advertise_gpus(kube: Kube, node: str, count: int) -> None:
