@@ -1,5 +1,6 @@
 """A real kind cluster through the provider (marker `kind`: minutes, root, a container engine, the
-node image built): every node Ready, the workers' simulated GPUs, pod-to-pod traffic across nodes
+node image built): every node Ready, the workers' simulated GPUs (the device plugin assigning
+devices), pod-to-pod traffic across nodes
 and a Service by VIP and DNS name, then the cluster is deleted and nothing of it is left.
 
     python -m serving_conformance.prepare --for-cluster kind --no-engine   # once
@@ -15,7 +16,7 @@ import pytest
 
 from serving_conformance.base import proc
 from serving_conformance.base.features import Feature
-from serving_conformance.cluster.kube import Kube
+from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.providers import kindnet
 from serving_conformance.providers.kind import (
     GPU_RESOURCE,
@@ -29,6 +30,32 @@ from serving_conformance.toolchain import kindnode
 from .conftest import base_settings
 
 pytestmark = pytest.mark.kind
+
+
+def gpu_pod(name: str, image: str, gpus: int) -> dict:
+    script = "env | grep -E '^(NVIDIA_VISIBLE_DEVICES|SERVING_CONFORMANCE_SIMULATED_GPU)=' | sort > /dev/termination-log"
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "c", "image": image, "command": ["sh", "-c", script],
+                "resources": {"limits": {GPU_RESOURCE: str(gpus)}}}]}}
+
+
+def check_device_plugin_allocates(kube: Kube, image: str) -> None:
+    """The kubelet's device manager assigns the plugin's devices (and their environment) to a
+    container; a pod asking for more than a worker has is left unscheduled for that reason."""
+    kube.apply(gpu_pod("two-gpus", image, 2))
+    done = kube.wait_for(Ref("v1", "Pod", "two-gpus", "default"),
+                         lambda p: (p or {}).get("status", {}).get("phase") in ("Succeeded", "Failed"), 180, "two-gpus done")
+    message = done["status"]["containerStatuses"][0]["state"]["terminated"]["message"].split()
+    devices = message[0].removeprefix("NVIDIA_VISIBLE_DEVICES=").split(",")
+    assert len(devices) == 2 and all(d.startswith("simulated-gpu-") for d in devices), message
+    assert message[1] == "SERVING_CONFORMANCE_SIMULATED_GPU=true", message
+    too_many = SIMULATED_GPUS_PER_WORKER + 1
+    kube.apply(gpu_pod("too-many-gpus", image, too_many))
+    kube.wait_for(Ref("v1", "Pod", "too-many-gpus", "default"),
+                  lambda p: any(c.get("reason") == "Unschedulable" and f"Insufficient {GPU_RESOURCE}" in c.get("message", "")
+                                for c in (p or {}).get("status", {}).get("conditions") or []),
+                  120, f"a pod asking {too_many} GPUs unschedulable")
 
 
 def test_kind_boots_nodes_ready_with_cross_node_pod_traffic_and_is_deleted(tmp_path):
@@ -60,6 +87,7 @@ def test_kind_boots_nodes_ready_with_cross_node_pod_traffic_and_is_deleted(tmp_p
         busybox = kindnode.build_node_image(log=lines.append).reference(kindnode.busybox_image_name())
         seen = kindnet.verify_pod_network(kube, busybox, 180, lines.append)
         assert len(seen["nodes"]) == 2
+        check_device_plugin_allocates(kube, busybox)
     finally:
         provider.stop(cluster)
     assert name not in proc.run([provider.kind_binary(), "get", "clusters"], step="kind get clusters").split()

@@ -118,3 +118,24 @@ def test_the_room_of_a_kind_worker_is_the_smallest_allocatable_among_the_workers
 
     room = worker_room(Kube(), ["w1", "w2"])
     assert room.allocatable == {"cpu": "1500m", "memory": "24000Mi"} and room.where == "a kind worker"
+
+
+def test_the_device_plugins_cache_key_follows_its_own_source(tmp_path, monkeypatch):
+    import shutil
+
+    from serving_conformance.toolchain import go
+
+    component = go.gpu_device_plugin_component()
+    assert component.own_source and component in go.kind_node_components()
+    assert component.version == "v0." + go.versions.KUBERNETES.split(".", 1)[1]
+    shutil.copytree(component.wrapper_dir, tmp_path / component.name)
+    monkeypatch.setattr(go, "TOOLCHAIN_DIR", tmp_path)
+    before = go._wrapper_hash(component)
+    (tmp_path / component.name / "main.go").write_text("package main\n")
+    assert go._wrapper_hash(component) != before, "a change to main.go must rebuild the plugin"
+    # never rewritten from an upstream go.mod (it has none of its own)
+    synced = []
+    monkeypatch.setattr(go, "_render_wrapper_gomod", lambda c: synced.append(c.name) or "")
+    monkeypatch.setattr(go, "_run", lambda *a, **k: "")
+    go.sync_wrappers(log=lambda _: None, names=[component.name])
+    assert synced == []

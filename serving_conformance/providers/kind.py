@@ -7,7 +7,8 @@
 - the cluster is the control plane and KIND_WORKERS workers, on kind's own docker network
   (`toolchain.docker.KIND_NETWORK`), from `data/kind/cluster.yaml` (no default CNI), kubeconfig in
   the run directory; once kind has created it, each node gets its CNI config and routes
-  (`providers.kindnet`, the stand-in for kindnetd), and the workers advertise simulated GPUs;
+  (`providers.kindnet`, the stand-in for kindnetd), and the workers' kubelets advertise simulated
+  GPUs from a device plugin (`providers.kindgpu`);
 - a failed create removes the half cluster; a cluster of the same name that already exists is
   reused as it is and never deleted; `--keep-cluster` keeps what the suite created;
 - the platform (`with_platform`, the default) is offline too: its images are built here and
@@ -42,7 +43,7 @@ from serving_conformance.cluster.conditions import is_true
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
 from serving_conformance.manifests.fit import FITTED, Room
-from serving_conformance.providers import kindnet
+from serving_conformance.providers import kindgpu, kindnet
 from serving_conformance.providers.kind_platform import PlatformImages, build_platform_images
 from serving_conformance.toolchain import docker, kindnode
 
@@ -89,8 +90,8 @@ def cluster_config(workers: int = KIND_WORKERS) -> dict[str, Any]:
 def simulated_gpu_substitution(workers: Sequence[str]) -> Substitution:
     return Substitution(
         "gpu", "nodes with NVIDIA GPUs",
-        f"{SIMULATED_GPUS_PER_WORKER} {GPU_RESOURCE} advertised on each kind worker ({', '.join(workers)}) by a "
-        "node status patch, an extended resource (no GPU exists)", (Feature.GPU,))
+        f"{SIMULATED_GPUS_PER_WORKER} {GPU_RESOURCE} on each kind worker ({', '.join(workers)}), advertised by a "
+        "device plugin of this suite's (no GPU exists; containers get simulated device IDs)", (Feature.GPU,))
 
 
 def pod_network_substitution() -> Substitution:
@@ -267,8 +268,8 @@ class KindProvider:
                 labels.update({SIMULATED_GPU_LABEL: "true", "nvidia.com/gpu.present": "true"})
             kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": labels}},
                        manager=FIELD_MANAGER)
-        for node in workers:
-            advertise_gpus(kube, node, SIMULATED_GPUS_PER_WORKER)
+        kindgpu.advertise(self.run, kube, workers, GPU_RESOURCE, SIMULATED_GPUS_PER_WORKER, timeouts.kind_nodes_ready,
+                          timeouts.docker_command, self.log)
         cluster.room = worker_room(kube, workers).to_json()
         kube.wait_for(Ref("v1", "ServiceAccount", "default", "default"), lambda o: o is not None,
                       timeouts.kind_nodes_ready, "the default ServiceAccount")
@@ -343,11 +344,3 @@ def worker_room(kube: Kube, workers: Sequence[str]) -> Room:
                                       or parse_quantity(value) < parse_quantity(smallest[resource])):
                 smallest[resource] = str(value)
     return Room(smallest, "a kind worker")
-
-
-def advertise_gpus(kube: Kube, node: str, count: int) -> None:
-    """An extended resource on the node's status (capacity and allocatable), as Kubernetes documents
-    for node-level extended resources; the scheduler then counts it like a device plugin's."""
-    nodes = kube.resource("v1", "Node")
-    body = {"status": {"capacity": {GPU_RESOURCE: str(count)}, "allocatable": {GPU_RESOURCE: str(count)}}}
-    kube.dynamic.patch(nodes.status, body=body, name=node, content_type="application/merge-patch+json")

@@ -61,6 +61,8 @@ RUNC_MODULE = "github.com/opencontainers/runc"
 CRI_TOOLS_MODULE = "sigs.k8s.io/cri-tools"
 CNI_PLUGINS_MODULE = "github.com/containernetworking/plugins"
 COREDNS_MODULE = "github.com/coredns/coredns"
+KUBELET_API_MODULE = "k8s.io/kubelet"
+GPU_DEVICE_PLUGIN = "gpu-device-plugin"
 # The `tool` directive a wrapper lists its binaries with needs this language version at least.
 WRAPPER_GO_MIN = "1.24"
 
@@ -89,6 +91,9 @@ class GoComponent:
     tags: tuple[str, ...] = ()
     buildmode: str | None = None
     link_flags: tuple[str, ...] = ()
+    # The wrapper holds this project's own main package (its *.go files), built against `module`;
+    # its go.mod is written by hand, never rewritten from an upstream one.
+    own_source: bool = False
 
     @property
     def wrapper_dir(self) -> Path:
@@ -291,6 +296,14 @@ def coredns_component() -> GoComponent:
                        version_check=("coredns", ("-version",), f"CoreDNS-{versions.COREDNS}"))
 
 
+def gpu_device_plugin_component() -> GoComponent:
+    """The simulated GPUs' device plugin (toolchain/gpu-device-plugin/main.go), against the
+    kubelet's device plugin API of the Kubernetes the kind nodes run."""
+    return GoComponent(name=GPU_DEVICE_PLUGIN, module=KUBELET_API_MODULE, version=f"v0.{versions.KUBERNETES.split('.', 1)[1]}",
+                       tools=((GPU_DEVICE_PLUGIN, f"serving-conformance.local/toolchain/{GPU_DEVICE_PLUGIN}"),),
+                       own_source=True)
+
+
 def go_components() -> tuple[GoComponent, ...]:
     """The local testbed's components. Cheapest first, so a broken setup fails before the long builds."""
     return (etcd_component(), kwok_component(), kubernetes_component(), kserve_component())
@@ -299,8 +312,8 @@ def go_components() -> tuple[GoComponent, ...]:
 def kind_node_components() -> tuple[GoComponent, ...]:
     """What a kind cluster built here needs: kind itself, and the node image's binaries. Cheapest
     first; Kubernetes and etcd are the testbed's own builds."""
-    return (kind_component(), cni_plugins_component(), runc_component(), crictl_component(), etcd_component(),
-            containerd_component(), coredns_component(), kubernetes_component())
+    return (kind_component(), cni_plugins_component(), runc_component(), crictl_component(), gpu_device_plugin_component(),
+            etcd_component(), containerd_component(), coredns_component(), kubernetes_component())
 
 
 def all_components() -> tuple[GoComponent, ...]:
@@ -429,7 +442,8 @@ def _gomod_json(gomod: Path) -> dict[str, Any]:
 
 def _wrapper_hash(component: GoComponent) -> str:
     digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
+    own = sorted(p.name for p in component.wrapper_dir.glob("*.go")) if component.own_source else []
+    for name in ("go.mod", "go.sum", *own):
         path = component.wrapper_dir / name
         if not path.is_file():
             raise BuildError(
@@ -506,7 +520,7 @@ def _language_version(text: str) -> tuple[int, ...]:
 def sync_wrappers(log: Log = progress, names: Sequence[str] = ()) -> None:
     """Rewrite each toolchain/<name>/go.mod for the pinned version and refresh go.sum (network)."""
     for component in all_components():
-        if names and component.name not in names:
+        if (names and component.name not in names) or component.own_source:
             continue
         component.wrapper_dir.mkdir(parents=True, exist_ok=True)
         log(f"syncing toolchain/{component.name} for {component.module} {component.version}")
