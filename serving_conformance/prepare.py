@@ -31,6 +31,7 @@ from collections.abc import Callable
 from serving_conformance.base import proc, versions
 from serving_conformance.base.cache import cache_root
 from serving_conformance.base.progress import progress
+from serving_conformance.providers.choose import auto_choice
 from serving_conformance.providers.kind import docker_engine_available
 
 GO_MIN = (1, 26)
@@ -171,8 +172,8 @@ def clusters_to_prepare(asked: list[str]) -> list[str]:
     chosen = []
     for cluster in asked or ["auto"]:
         if cluster == "auto":
-            cluster = "kind" if shutil.which("kind") and docker_engine_available() else "local"
-            progress(f"--for-cluster auto: {cluster}")
+            cluster, why = auto_choice()
+            progress(f"--for-cluster auto: {cluster} ({why})")
         if cluster not in chosen:
             chosen.append(cluster)
     return chosen

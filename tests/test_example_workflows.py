@@ -1,0 +1,54 @@
+"""The example CI workflows are copyable into a platform repository: they install the suite
+rather than run this checkout's `./run`, pass the repository's manifests, cache the builds, and
+every option they give the suite and `prepare` is one those commands accept."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+WORKFLOWS = sorted((Path(__file__).parent.parent / "examples" / "workflows").glob("*.yaml"))
+
+
+def commands(workflow: dict) -> list[list[str]]:
+    """Each suite command of the workflow's steps, env expanded, as words."""
+    env = workflow.get("env") or {}
+    found = []
+    for step in workflow["jobs"]["conformance"]["steps"]:
+        for line in (step.get("run") or "").replace("\\\n", " ").splitlines():
+            line = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), line)
+            words = shlex.split(line)
+            for start, word in enumerate(words):
+                if word == "serving-conformance" or word == "serving_conformance.prepare":
+                    found.append(words[start:])
+    return found
+
+
+def help_text(*args: str) -> str:
+    return subprocess.run([sys.executable, *args, "--help"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_a_workflow_installs_the_suite_and_uses_only_options_it_accepts(path):
+    text = path.read_text()
+    assert "./run " not in text, "a platform repository has no ./run"
+    workflow = yaml.safe_load(text)
+    assert "SUITE" in workflow["env"] and "--manifests-dir=" in workflow["env"]["MANIFESTS"]
+    runs = commands(workflow)
+    assert any(c[0] == "serving-conformance" for c in runs) and any(c[0] == "serving_conformance.prepare" for c in runs)
+    helps = {"serving-conformance": help_text("-m", "serving_conformance.cli"),
+             "serving_conformance.prepare": help_text("-m", "serving_conformance.prepare")}
+    for words in runs:
+        for option in (w.split("=", 1)[0] for w in words if w.startswith("--")):
+            accepted = re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", helps[words[0]])
+            assert accepted, f"{path.name}: {words[0]} has no option {option}"
+
+
+def test_the_kind_workflow_caches_what_prepare_builds():
+    workflow = yaml.safe_load((Path(__file__).parent.parent / "examples/workflows/kind-cpu.github.yaml").read_text())
+    caches = [s for s in workflow["jobs"]["conformance"]["steps"] if str(s.get("uses", "")).startswith("actions/cache")]
+    assert caches and caches[0]["with"]["path"] == "~/.cache/serving-conformance"
