@@ -24,6 +24,15 @@ def is_true(obj: Obj, kind: str) -> bool:
     return bool(entry) and entry.get("status") == "True"
 
 
+def allocatable_count(node: Obj, resource: str) -> int:
+    """How many of a countable resource (GPUs) a node can allocate; 0 where it reports none."""
+    value = (((node or {}).get("status") or {}).get("allocatable") or {}).get(resource, "0")
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
 def describe_conditions(obj: Obj) -> str:
     entries = ((obj or {}).get("status") or {}).get("conditions") or []
     if not entries:

@@ -21,6 +21,7 @@ from serving_conformance.base.redact import copy_redacted
 from serving_conformance.base.settings import Settings
 from serving_conformance.base.text import clip
 from serving_conformance.cluster.base import Cluster, Feature, ProviderError, Substitution
+from serving_conformance.cluster.conditions import allocatable_count
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
 from serving_conformance.manifests.fit import Room, fitted_requests, modelcar_requests
 from serving_conformance.manifests.images import ImageMap
@@ -38,19 +39,11 @@ def discover_features(kube: Kube) -> set[str]:
     """Features read off the cluster itself: GPU nodes and Istio's VirtualService API."""
     found: set[str] = set()
     nodes = kube.list("v1", "Node")
-    if any(_allocatable_gpus(node) > 0 for node in nodes):
+    if any(allocatable_count(node, GPU_RESOURCE) > 0 for node in nodes):
         found.add(Feature.GPU)
     if kube.served_versions(ISTIO_GROUP, "VirtualService"):
         found.add(Feature.ISTIO_API)
     return found
-
-
-def _allocatable_gpus(node: dict) -> int:
-    value = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE, 0)
-    try:
-        return int(str(value))
-    except ValueError:
-        return 0
 
 
 def image_substitutions(settings: Settings, cluster: Cluster, manifests: ManifestSet) -> list[Substitution]:

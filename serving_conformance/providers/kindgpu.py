@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from serving_conformance.cluster.base import ProviderError
+from serving_conformance.cluster.conditions import allocatable_count
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.toolchain import go
 
@@ -45,14 +46,6 @@ def start_plugin(run: Runner, node: str, binary: Path, resource: str, count: int
                                 f"(exit {result.returncode}): {(result.stdout + result.stderr).strip()[-1000:]}")
 
 
-def allocatable(node: dict | None, resource: str) -> int:
-    value = (((node or {}).get("status") or {}).get("allocatable") or {}).get(resource, "0")
-    try:
-        return int(str(value))
-    except ValueError:
-        return 0
-
-
 def advertise(run: Runner, kube: Kube, workers: Sequence[str], resource: str, count: int,
               timeout: float, docker_timeout: float, log: Log) -> None:
     """Start the plugin on every worker, then wait until each kubelet reports the devices."""
@@ -60,5 +53,5 @@ def advertise(run: Runner, kube: Kube, workers: Sequence[str], resource: str, co
     for node in workers:
         start_plugin(run, node, binary, resource, count, docker_timeout)
     for node in workers:
-        kube.wait_for(Ref("v1", "Node", node), lambda n: allocatable(n, resource) == count, timeout,
+        kube.wait_for(Ref("v1", "Node", node), lambda n: allocatable_count(n, resource) == count, timeout,
                       f"{count} {resource} allocatable on {node} (the device plugin registered with its kubelet)")
