@@ -143,9 +143,10 @@ def install_container_engine() -> str:
 
 
 def install_kind() -> str:
+    from serving_conformance.providers.kindgpu import plugin_binary
     from serving_conformance.toolchain.kindnode import ensure_kind, ensure_node_image
 
-    return f"kind {ensure_kind()}, node image {ensure_node_image()}"
+    return f"kind {ensure_kind()}, node image {ensure_node_image()}, simulated GPUs' device plugin {plugin_binary(progress)}"
 
 
 def install_kind_platform() -> str:
