@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             _step("container engine (used as it is where `docker info` answers)", install_container_engine)
-            _step("kind and its node image (a cold build takes about 40 minutes)", install_kind)
+            _step("kind and its node image (a cold build takes about 7 minutes after the testbed's)", install_kind)
             _step("the platform's images for kind and their node image (a cold build takes about 8 minutes, "
                   "the engine's install aside)", install_kind_platform)
         except (EngineError, BuildError, NodeImageError, InstallError, proc.CommandError) as exc:
