@@ -121,3 +121,39 @@ def test_preloaded_images_are_also_named_by_digest_as_a_pull_would_record_them()
     assert kindnode._repository("localhost:5001/models/qwen:v1") == "localhost:5001/models/qwen"
     image = kindnode.NodeImage("t", "k", False, {}, preloaded=(("registry.k8s.io/pause:3.10.1", "sha256:ab"),))
     assert image.reference("registry.k8s.io/pause:3.10.1") == "registry.k8s.io/pause@sha256:ab"
+
+
+def test_an_empty_directory_keeps_its_mode_even_with_files_below_it():
+    import io
+
+    layer = oci.Layer(files=(("/tmp/x", b"", 0o644), ("/etc/passwd", b"", 0o644)), dirs=(("/tmp", 0o1777), ("/var/tmp", 0o1777)))
+    out = io.BytesIO()
+    oci._layer_tar(layer, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        modes = {m.name: (m.type, m.mode) for m in tar.getmembers()}
+    assert modes["tmp"] == (tarfile.DIRTYPE, 0o1777) and modes["var/tmp"] == (tarfile.DIRTYPE, 0o1777)
+    assert modes["var"] == (tarfile.DIRTYPE, 0o755) and modes["etc"] == (tarfile.DIRTYPE, 0o755)
+    assert list(modes) == sorted(modes, key=lambda n: n.split("/")), "parents come before what they hold"
+
+
+def test_an_image_built_here_gives_every_user_a_temporary_directory(tmp_path, monkeypatch):
+    """KServe runs a modelcar pod's vLLM as uid 1010: Python needs a /tmp it may write."""
+    import io
+
+    from serving_conformance.toolchain import images
+
+    monkeypatch.setenv("SERVING_CONFORMANCE_CACHE", str(tmp_path / "cache"))
+    binary = tmp_path / "tool"
+    binary.write_bytes(b"#!/bin/sh\n")
+    built = images.binary_image("tool", binary, "1")
+    modes = {}
+    with tarfile.open(built.path) as layout:
+        for member in layout.getmembers():
+            if member.isfile() and member.name.startswith("blobs/"):
+                blob = layout.extractfile(member).read()
+                try:
+                    with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
+                        modes.update({m.name: m.mode for m in layer.getmembers()})
+                except tarfile.ReadError:
+                    continue  # the config and manifest
+    assert modes["tmp"] == 0o1777 and modes["var/tmp"] == 0o1777 and modes["tool"] == 0o755

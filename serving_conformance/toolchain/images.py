@@ -55,7 +55,10 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STAT
 
 
 # Changed whenever the way an image is assembled changes, so that no stale image is reused.
-IMAGE_RECIPE = 2
+IMAGE_RECIPE = 3
+# Writable by every user, as in the images the platform pulls: KServe runs a modelcar pod's
+# serving container as uid 1010, and Python finds no temporary directory without one.
+TEMP_DIRS = (("/tmp", 0o1777), ("/var/tmp", 0o1777))
 
 
 def images_dir() -> Path:
@@ -92,12 +95,12 @@ def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequenc
     """An image holding one static binary at `at` (default /<name>), its entrypoint, run as
     `user` (a pod with runAsNonRoot refuses an image whose user is root)."""
     at = at or f"/{name}"
-    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at, user)
+    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at, user, IMAGE_RECIPE)
 
     def build(path: Path) -> Built:
         layer = Layer(files=((at, binary.read_bytes(), 0o755),
-                             ("/etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532::/:/sbin/nologin\n", 0o644),
-                             ("/tmp/.keep", b"", 0o644)))
+                             ("/etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532::/:/sbin/nologin\n", 0o644)),
+                      dirs=TEMP_DIRS)
         return write_layout(path, f"{LOCAL_REGISTRY}/{name}:{version}", [layer],
                             ImageConfig(entrypoint=(at, *entrypoint_args), user=user))
 
@@ -129,11 +132,11 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
         libraries |= {Path(p) for p in LINKED_BY_SCRIPTS if Path(p).exists()}
         files, links = _library_layer(libraries)
         files += tuple((str(t), t.read_bytes(), 0o755) for t in tools)
-        system = Layer(files=(*files, ("/usr/bin/busybox", BUSYBOX.read_bytes(), 0o755), ("/tmp/.keep", b"", 0o644),
+        system = Layer(files=(*files, ("/usr/bin/busybox", BUSYBOX.read_bytes(), 0o755), 
                               ("/etc/passwd", PASSWD, 0o644), ("/etc/group", GROUP, 0o644),
                               ("/usr/local/bin/vllm-entrypoint", _entrypoint(venv), 0o755),
                               ("/usr/local/bin/vllm", _entrypoint(venv), 0o755)),
-                       links=(*links, ("/usr/bin/sh", "busybox")))
+                       links=(*links, ("/usr/bin/sh", "busybox")), dirs=TEMP_DIRS)
         python = Layer(trees=((python_home / "bin", str(python_home / "bin")),
                               (python_home / "include", str(python_home / "include")),
                               *[(p, str(p)) for p in sorted((python_home / "lib").iterdir())

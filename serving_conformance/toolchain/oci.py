@@ -31,11 +31,13 @@ CHUNK = 1 << 20
 @dataclass(frozen=True)
 class Layer:
     """Files of one layer: `trees` are (directory or file on disk, path in the image); `files` are
-    (path in the image, bytes, mode); `links` are (path in the image, target)."""
+    (path in the image, bytes, mode); `links` are (path in the image, target); `dirs` are (path in
+    the image, mode) of directories made empty (/tmp, writable by any user: 0o1777)."""
 
     trees: tuple[tuple[Path, str], ...] = ()
     files: tuple[tuple[str, bytes, int], ...] = ()
     links: tuple[tuple[str, str], ...] = ()
+    dirs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def _parents(path: str, done: set[str]) -> Iterable[str]:
 
 def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
     """The layer as a tar, entries sorted, owners and times fixed."""
-    entries: list[tuple[str, Path | bytes | str, int]] = []
+    entries: list[tuple[str, Path | bytes | str | int, int]] = []
     for root, target in layer.trees:
         if root.is_symlink() or not root.is_dir():  # a single file (or link) placed at `target`
             entries.append((target, root, 0))
@@ -97,6 +99,8 @@ def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
         entries.append((path, data, mode))
     for path, target in layer.links:
         entries.append((path, target, -2))
+    for path, mode in layer.dirs:
+        entries.append((path, mode, -3))
     done: set[str] = set()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path, source, mode in sorted(entries, key=lambda e: e[0]):
@@ -106,7 +110,10 @@ def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
             if not name or name in done:
                 continue
             done.add(name)
-            if mode == -2:  # a symlink given as a target
+            if mode == -3:  # an empty directory given with its mode
+                assert isinstance(source, int)
+                tar.addfile(_info(name, tarfile.DIRTYPE, mode=source))
+            elif mode == -2:  # a symlink given as a target
                 info = _info(name, tarfile.SYMTYPE, mode=0o777)
                 info.linkname = str(source)
                 tar.addfile(info)
