@@ -157,3 +157,23 @@ def test_an_image_built_here_gives_every_user_a_temporary_directory(tmp_path, mo
                 except tarfile.ReadError:
                     continue  # the config and manifest
     assert modes["tmp"] == 0o1777 and modes["var/tmp"] == 0o1777 and modes["tool"] == 0o755
+
+
+def test_files_from_this_machine_are_readable_by_every_user_in_the_image(tmp_path):
+    import io
+
+    private = tmp_path / "model"
+    private.mkdir(mode=0o700)
+    (private / "weights").write_bytes(b"w")
+    (private / "weights").chmod(0o600)
+    (private / "run").write_bytes(b"#!/bin/sh\n")
+    (private / "run").chmod(0o700)
+    out = io.BytesIO()
+    oci._layer_tar(oci.Layer(trees=((private, "/models"),), for_every_user=True), out)
+    kept = io.BytesIO()
+    oci._layer_tar(oci.Layer(trees=((private, "/models"),)), kept)
+    with tarfile.open(fileobj=io.BytesIO(kept.getvalue())) as tar:
+        assert {m.name: m.mode for m in tar.getmembers()}["models/weights"] == 0o600, "a rootfs keeps its modes"
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        modes = {m.name: m.mode for m in tar.getmembers()}
+    assert modes == {"models": 0o755, "models/weights": 0o644, "models/run": 0o755}

@@ -55,7 +55,7 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STAT
 
 
 # Changed whenever the way an image is assembled changes, so that no stale image is reused.
-IMAGE_RECIPE = 3
+IMAGE_RECIPE = 4
 # Writable by every user, as in the images the platform pulls: KServe runs a modelcar pod's
 # serving container as uid 1010, and Python finds no temporary directory without one.
 TEMP_DIRS = (("/tmp", 0o1777), ("/var/tmp", 0o1777))
@@ -109,12 +109,12 @@ def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequenc
 
 def modelcar_image(model_dir: Path) -> Built:
     """A modelcar: busybox for the sidecar's commands, the model at /models."""
-    key = _key("modelcar", _tree_key(model_dir), hashlib.sha256(BUSYBOX.read_bytes()).hexdigest())
+    key = _key("modelcar", _tree_key(model_dir), hashlib.sha256(BUSYBOX.read_bytes()).hexdigest(), IMAGE_RECIPE)
 
     def build(path: Path) -> Built:
         tools = Layer(files=(("/bin/busybox", BUSYBOX.read_bytes(), 0o755),),
                       links=tuple((f"/bin/{applet}", "busybox") for applet in BUSYBOX_APPLETS))
-        model = Layer(trees=((model_dir, "/models"),))
+        model = Layer(trees=((model_dir, "/models"),), for_every_user=True)
         return write_layout(path, f"{LOCAL_REGISTRY}/modelcar-{model_dir.name}:{key}", [tools, model],
                             ImageConfig(cmd=("sleep", "infinity")))
 
@@ -142,8 +142,8 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
                               *[(p, str(p)) for p in sorted((python_home / "lib").iterdir())
                                 if p.name != "python3.11"],
                               *[(p, str(p)) for p in sorted((python_home / "lib" / "python3.11").iterdir())
-                                if p.name not in ("site-packages", "test")]))
-        engine = Layer(trees=((venv, str(venv)), (model_dir, TINY_MODEL_PATH)))
+                                if p.name not in ("site-packages", "test")]), for_every_user=True)
+        engine = Layer(trees=((venv, str(venv)), (model_dir, TINY_MODEL_PATH)), for_every_user=True)
         env = (f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", *OFFLINE_ENV)
         # At their merged-/usr paths: /lib and friends are links into /usr in the layer above.
         compiler = Layer(trees=tuple((p, _usr_form(p)) for p in package_files(COMPILER_PACKAGES)))

@@ -38,6 +38,8 @@ class Layer:
     files: tuple[tuple[str, bytes, int], ...] = ()
     links: tuple[tuple[str, str], ...] = ()
     dirs: tuple[tuple[str, int], ...] = ()
+    # Trees readable by every user whatever their mode here (see _for_every_user); a rootfs keeps its modes.
+    for_every_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ class Built:
 
 def _has_tag(name: str) -> bool:
     return ":" in name.rsplit("/", 1)[-1]
+
+
+def _for_every_user(mode: int) -> int:
+    """Readable (and, where the owner may run or list it, runnable and listable) by every user,
+    whatever the mode here (a cache made with mkdtemp is 0700): the platform's pods may run as any
+    uid, as KServe runs a modelcar pod's as 1010."""
+    mode &= 0o7777
+    return mode | 0o444 | (0o111 if mode & 0o100 else 0)
 
 
 def _info(name: str, kind: bytes, size: int = 0, mode: int = 0o644) -> tarfile.TarInfo:
@@ -102,6 +112,7 @@ def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
     for path, mode in layer.dirs:
         entries.append((path, mode, -3))
     done: set[str] = set()
+    modes = _for_every_user if layer.for_every_user else (lambda mode: mode & 0o7777)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path, source, mode in sorted(entries, key=lambda e: e[0]):
             for parent in _parents(path, done):
@@ -124,11 +135,11 @@ def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
                 info.linkname = os.readlink(source)
                 tar.addfile(info)
             elif isinstance(source, Path) and source.is_dir():
-                tar.addfile(_info(name, tarfile.DIRTYPE, mode=source.stat().st_mode & 0o7777))
+                tar.addfile(_info(name, tarfile.DIRTYPE, mode=modes(source.stat().st_mode)))
             elif isinstance(source, Path):
                 stat = source.stat()
                 with source.open("rb") as handle:
-                    tar.addfile(_info(name, tarfile.REGTYPE, stat.st_size, stat.st_mode & 0o7777), handle)
+                    tar.addfile(_info(name, tarfile.REGTYPE, stat.st_size, modes(stat.st_mode)), handle)
 
 
 class _Digesting(io.RawIOBase):
