@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL
 
 from serving_conformance.base.features import Feature
 from serving_conformance.cluster.base import Cluster
@@ -15,6 +17,25 @@ from serving_conformance.cluster.kube import Kube, Ref
 
 # Written by the testbed's node agent (providers/local/agent.py).
 AGENT_FILES_ANNOTATION = "serving-conformance.dev/file-sha256"
+
+
+class PodFileError(RuntimeError):
+    """The file could not be read in the container (the message says why); never a digest of nothing."""
+
+
+def exec_status(text: str | None) -> tuple[bool, str]:
+    """Whether an exec's status (its error channel: a metav1.Status) says it succeeded, and why not."""
+    try:
+        status = yaml.safe_load(text or "") or {}
+    except yaml.YAMLError:
+        return False, f"an unreadable exec status {text!r}"
+    if not isinstance(status, dict):
+        return False, f"an unreadable exec status {text!r}"
+    if status.get("status") == "Success":
+        return True, ""
+    causes = (status.get("details") or {}).get("causes") or []
+    codes = [c.get("message") for c in causes if c.get("reason") == "ExitCode"]
+    return False, (f"exit code {codes[0]}" if codes else str(status.get("message") or "no status from the kubelet"))
 
 
 class PodFiles:
@@ -26,11 +47,7 @@ class PodFiles:
     def sha256(self, namespace: str, pod: str, container: str, path: str) -> str:
         """The SHA-256 of a file as `container` of `pod` sees it."""
         if self.cluster.offers(Feature.KUBELET):
-            core = k8s_client.CoreV1Api(self.kube.api_client)
-            text = stream(core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                          command=["cat", path], stderr=False, stdin=False, stdout=True, tty=False,
-                          _request_timeout=self.timeout)
-            return hashlib.sha256(str(text).encode()).hexdigest()
+            return hashlib.sha256(self._read_by_exec(namespace, pod, container, path).encode()).hexdigest()
         key = f"{container}:{path}"
         found = self.kube.wait_for(
             Ref("v1", "Pod", pod, namespace),
@@ -38,3 +55,19 @@ class PodFiles:
             self.timeout, f"the node agent's digest of {key}",
         )
         return json.loads(found["metadata"]["annotations"][AGENT_FILES_ANNOTATION])[key]
+
+    def _read_by_exec(self, namespace: str, pod: str, container: str, path: str) -> str:
+        core = k8s_client.CoreV1Api(self.kube.api_client)
+        response = stream(core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                          command=["cat", path], stderr=True, stdin=False, stdout=True, tty=False,
+                          _preload_content=False, _request_timeout=self.timeout)
+        try:
+            response.run_forever(timeout=self.timeout)
+            out, err = response.read_stdout(), response.read_stderr()
+            ok, why = exec_status(response.read_channel(ERROR_CHANNEL))
+        finally:
+            response.close()
+        if not ok:
+            raise PodFileError(f"`cat {path}` in container {container} of pod {namespace}/{pod} failed ({why})"
+                               + (f": {err.strip()[-500:]}" if err.strip() else ""))
+        return str(out)

@@ -24,6 +24,8 @@ from serving_conformance.toolchain.oci import Built, ImageConfig, Layer, write_l
 LOCAL_REGISTRY = "localhost/serving-conformance"
 TINY_MODEL_PATH = "/opt/serving-conformance/tiny-model"
 BUSYBOX = Path("/usr/bin/busybox")  # Debian's busybox-static
+# The commands a platform's image has that the sidecar and the checks run (`cat` reads a file in a
+# container by exec), from busybox in both the modelcar and the vLLM image.
 BUSYBOX_APPLETS = ("sh", "ln", "sleep", "ls", "cat", "test", "[", "mkdir", "sha256sum", "echo", "true")
 _LDD_LINE = re.compile(r"=>\s+(/\S+)|^\s*(/\S+)\s+\(")
 # Users a container may run as (the image vLLM's images are based on knows root only; a modelcar's
@@ -55,7 +57,7 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STAT
 
 
 # Changed whenever the way an image is assembled changes, so that no stale image is reused.
-IMAGE_RECIPE = 4
+IMAGE_RECIPE = 5
 # Writable by every user, as in the images the platform pulls: KServe runs a modelcar pod's
 # serving container as uid 1010, and Python finds no temporary directory without one.
 TEMP_DIRS = (("/tmp", 0o1777), ("/var/tmp", 0o1777))
@@ -136,7 +138,8 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
                               ("/etc/passwd", PASSWD, 0o644), ("/etc/group", GROUP, 0o644),
                               ("/usr/local/bin/vllm-entrypoint", _entrypoint(venv), 0o755),
                               ("/usr/local/bin/vllm", _entrypoint(venv), 0o755)),
-                       links=(*links, ("/usr/bin/sh", "busybox")), dirs=TEMP_DIRS)
+                       links=(*links, *((f"/usr/bin/{applet}", "busybox") for applet in BUSYBOX_APPLETS)),
+                       dirs=TEMP_DIRS)
         python = Layer(trees=((python_home / "bin", str(python_home / "bin")),
                               (python_home / "include", str(python_home / "include")),
                               *[(p, str(p)) for p in sorted((python_home / "lib").iterdir())
