@@ -177,3 +177,29 @@ def test_files_from_this_machine_are_readable_by_every_user_in_the_image(tmp_pat
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         modes = {m.name: m.mode for m in tar.getmembers()}
     assert modes == {"models": 0o755, "models/weights": 0o644, "models/run": 0o755}
+
+
+@pytest.mark.parametrize(("args", "model"), [
+    (["--model=/mnt/models", "--port=8080"], "/mnt/models"),  # a modelcar's path, linked a moment later
+    (["--model", "Qwen/Qwen2.5-0.5B-Instruct"], "TINY"),  # a hub name: not fetchable here
+    (["serve", "Qwen/Qwen2.5-0.5B-Instruct"], "TINY"),
+    (["--port=8000"], "TINY"),
+])
+def test_the_vllm_images_entrypoint_keeps_paths_and_replaces_hub_names(tmp_path, args, model):
+    import subprocess
+    import sys
+
+    from serving_conformance.toolchain import images
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    # Runs the entrypoint with this interpreter; the vLLM server it execs prints its arguments.
+    python.write_text(f'#!/bin/sh\nif [ "$1" = "-m" ]; then shift 2; echo "$@"; else exec {sys.executable} "$@"; fi\n')
+    python.chmod(0o755)
+    entrypoint = tmp_path / "entrypoint"
+    entrypoint.write_bytes(images._entrypoint(venv))
+    entrypoint.chmod(0o755)
+    out = subprocess.run([str(entrypoint), *args], capture_output=True, text=True, check=True).stdout.split()
+    expected = images.TINY_MODEL_PATH if model == "TINY" else model
+    assert f"--model={expected}" in out, out

@@ -57,7 +57,7 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STAT
 
 
 # Changed whenever the way an image is assembled changes, so that no stale image is reused.
-IMAGE_RECIPE = 5
+IMAGE_RECIPE = 6
 # Writable by every user, as in the images the platform pulls: KServe runs a modelcar pod's
 # serving container as uid 1010, and Python finds no temporary directory without one.
 TEMP_DIRS = (("/tmp", 0o1777), ("/var/tmp", 0o1777))
@@ -159,8 +159,8 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
 
 def _entrypoint(venv: Path) -> bytes:
     """The image's entrypoint: vLLM's OpenAI server with the container's args; `serve` and a
-    leading model are accepted as `vllm serve` takes them; a model that is not a path here (a hub
-    name, which this cluster cannot fetch) becomes the tiny model."""
+    leading model are accepted as `vllm serve` takes them; a hub model name (which this cluster
+    cannot fetch) becomes the tiny model, a path is served as given."""
     return f'''#!{venv}/bin/python
 import os, sys
 TINY = {TINY_MODEL_PATH!r}
@@ -174,7 +174,9 @@ while i < len(args):
     arg = args[i]
     if arg == "--model" and i + 1 < len(args):
         arg, i = "--model=" + args[i + 1], i + 1
-    if arg.startswith("--model=") and not os.path.exists(arg.split("=", 1)[1]):
+    model = arg.split("=", 1)[1] if arg.startswith("--model=") else None
+    # A path is the platform's (a modelcar's /mnt/models may be linked a moment after this starts).
+    if model is not None and not model.startswith(("/", ".")) and not os.path.exists(model):
         arg = "--model=" + TINY
     out.append(arg)
     i += 1
