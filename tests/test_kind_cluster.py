@@ -18,6 +18,7 @@ from serving_conformance.base import proc
 from serving_conformance.base.features import Feature
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.providers import kindnet
+from serving_conformance.providers.kindgpu import SIMULATED_ENV
 from serving_conformance.providers.kind import (
     GPU_RESOURCE,
     KIND_WORKERS,
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.kind
 
 
 def gpu_pod(name: str, image: str, gpus: int) -> dict:
-    script = "env | grep -E '^(NVIDIA_VISIBLE_DEVICES|SERVING_CONFORMANCE_SIMULATED_GPU)=' | sort > /dev/termination-log"
+    script = f"env | grep -E '^(NVIDIA_VISIBLE_DEVICES|{SIMULATED_ENV})=' | sort > /dev/termination-log"
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
             "spec": {"restartPolicy": "Never", "containers": [{
                 "name": "c", "image": image, "command": ["sh", "-c", script],
@@ -49,7 +50,7 @@ def check_device_plugin_allocates(kube: Kube, image: str) -> None:
     message = done["status"]["containerStatuses"][0]["state"]["terminated"]["message"].split()
     devices = message[0].removeprefix("NVIDIA_VISIBLE_DEVICES=").split(",")
     assert len(devices) == 2 and all(d.startswith("simulated-gpu-") for d in devices), message
-    assert message[1] == "SERVING_CONFORMANCE_SIMULATED_GPU=true", message
+    assert message[1] == f"{SIMULATED_ENV}=true", message
     too_many = SIMULATED_GPUS_PER_WORKER + 1
     kube.apply(gpu_pod("too-many-gpus", image, too_many))
     kube.wait_for(Ref("v1", "Pod", "too-many-gpus", "default"),

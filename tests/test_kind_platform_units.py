@@ -110,13 +110,9 @@ def test_workloads_no_later_test_needs_are_released_and_only_those():
 def test_the_room_of_a_kind_worker_is_the_smallest_allocatable_among_the_workers():
     from serving_conformance.providers.kind import worker_room
 
-    nodes = {"w1": {"cpu": "2", "memory": "24000Mi"}, "w2": {"cpu": "1500m", "memory": "30Gi"}}
-
-    class Kube:
-        def get(self, ref):
-            return {"status": {"allocatable": {**nodes[ref.name], "nvidia.com/gpu": "4"}}}
-
-    room = worker_room(Kube(), ["w1", "w2"])
+    nodes = [{"status": {"allocatable": {"cpu": "2", "memory": "24000Mi", "nvidia.com/gpu": "4"}}},
+             {"status": {"allocatable": {"cpu": "1500m", "memory": "30Gi", "nvidia.com/gpu": "4"}}}]
+    room = worker_room(nodes)
     assert room.allocatable == {"cpu": "1500m", "memory": "24000Mi"} and room.where == "a kind worker"
 
 

@@ -107,6 +107,23 @@ def test_kind_reuses_a_cluster_of_the_same_name_and_never_deletes_it(fake_tools,
     assert ["get", "kubeconfig", "--name", "serving-conformance"] in calls()
 
 
+def test_a_reused_kind_cluster_is_described_by_its_nodes(fake_tools, tmp_path, monkeypatch):
+    """A cluster kept from an earlier run: its labels give the stand-ins, its workers the room."""
+    from serving_conformance.providers import kind as kind_module
+
+    _, state = fake_tools
+    state(clusters=["serving-conformance"])
+    nodes = [{"metadata": {"name": "cp", "labels": {"node-role.kubernetes.io/control-plane": "",
+                                                      kind_module.POD_NETWORK_LABEL: kind_module.POD_NETWORK_VALUE}},
+              "status": {"allocatable": {"cpu": "2", "memory": "20Gi"}}},
+             {"metadata": {"name": "w", "labels": {kind_module.SIMULATED_GPU_LABEL: "true"}},
+              "status": {"allocatable": {"cpu": "2", "memory": "23Gi"}}}]
+    monkeypatch.setattr(kind_module, "Kube", lambda *a, **k: type("K", (), {"list": lambda self, *a, **k: nodes})())
+    cluster = kind_provider(base_settings(cluster="kind"), tmp_path).start()
+    assert {s.subject for s in cluster.substitutions} == {"gpu", "pod-network"}
+    assert cluster.room["allocatable"] == {"cpu": "2", "memory": "23Gi"}, "the workers' room, not the control plane's"
+
+
 def test_keep_cluster_keeps_what_kind_created(fake_tools, tmp_path):
     calls, _ = fake_tools
     created = Cluster(provider="kind", name="serving-conformance", kubeconfig=tmp_path / "k", context=None, created=True)

@@ -202,7 +202,7 @@ class KindProvider:
                 raise ProviderError(f"kind cannot give the kubeconfig of {name!r}: {result.stderr.strip()}")
             self.kubeconfig.write_text(result.stdout)
             cluster = self._cluster(name, created=False, info=info)
-            cluster.substitutions = self._reused_substitutions(cluster)
+            self._describe_reused(cluster)
             self._with_platform(cluster)
             self.log(f"kind cluster {name} exists: reused as it is (and never deleted)")
             return cluster
@@ -270,7 +270,7 @@ class KindProvider:
                        manager=FIELD_MANAGER)
         kindgpu.advertise(self.run, kube, workers, GPU_RESOURCE, SIMULATED_GPUS_PER_WORKER, timeouts.kind_nodes_ready,
                           timeouts.docker_command, self.log)
-        cluster.room = worker_room(kube, workers).to_json()
+        cluster.room = worker_room([kube.get(Ref("v1", "Node", n)) or {} for n in workers]).to_json()
         kube.wait_for(Ref("v1", "ServiceAccount", "default", "default"), lambda o: o is not None,
                       timeouts.kind_nodes_ready, "the default ServiceAccount")
         coredns = Ref("apps/v1", "Deployment", "coredns", "kube-system")
@@ -285,14 +285,20 @@ class KindProvider:
         cluster.info["nodes"] = {r.name: {"address": r.address, "podCIDR": r.pod_cidr} for r in routes}
         cluster.substitutions = [simulated_gpu_substitution(workers), pod_network_substitution()]
 
-    def _reused_substitutions(self, cluster: Cluster) -> list[Substitution]:
+    def _describe_reused(self, cluster: Cluster) -> None:
         """A reused cluster is described by what its nodes carry (a cluster this suite made
-        earlier and kept is labelled so)."""
+        earlier and kept is labelled so), and its workers give the room a pod has."""
         try:
             nodes = Kube(cluster.kubeconfig, cluster.context).list("v1", "Node")
         except Exception as exc:  # unreachable: the installer reports it
             self.log(f"cannot read the nodes of {cluster.name}: {exc}")
-            return []
+            return
+        cluster.substitutions = self._reused_substitutions(nodes)
+        workers = [n for n in nodes if CONTROL_PLANE_LABEL not in (n["metadata"].get("labels") or {})]
+        if workers:
+            cluster.room = worker_room(workers).to_json()
+
+    def _reused_substitutions(self, nodes: Sequence[Mapping[str, Any]]) -> list[Substitution]:
         labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
         result = []
         simulated = sorted(n for n, lab in labels.items() if lab.get(SIMULATED_GPU_LABEL) == "true")
@@ -332,12 +338,12 @@ def _is_control_plane(kube: Kube, name: str) -> bool:
     return CONTROL_PLANE_LABEL in ((node.get("metadata") or {}).get("labels") or {})
 
 
-def worker_room(kube: Kube, workers: Sequence[str]) -> Room:
-    """The smallest allocatable cpu and memory among the workers: every worker of a kind cluster
-    reports this machine's cores and memory, which a pod of the manifests may ask more of."""
+def worker_room(workers: Sequence[Mapping[str, Any]]) -> Room:
+    """The smallest allocatable cpu and memory among the workers (Node objects): every worker of a
+    kind cluster reports this machine's cores and memory, which a pod of the manifests may ask more of."""
     smallest: dict[str, str] = {}
-    for name in workers:
-        allocatable = ((kube.get(Ref("v1", "Node", name)) or {}).get("status") or {}).get("allocatable") or {}
+    for node in workers:
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
         for resource in FITTED:
             value = allocatable.get(resource)
             if value is not None and (resource not in smallest
