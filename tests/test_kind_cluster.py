@@ -18,7 +18,6 @@ from serving_conformance.base import proc
 from serving_conformance.base.features import Feature
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.providers import kindnet
-from serving_conformance.providers.kindgpu import SIMULATED_ENV
 from serving_conformance.providers.kind import (
     GPU_RESOURCE,
     KIND_WORKERS,
@@ -26,6 +25,7 @@ from serving_conformance.providers.kind import (
     SIMULATED_GPUS_PER_WORKER,
     KindProvider,
 )
+from serving_conformance.providers.kindgpu import SIMULATED_ENV
 from serving_conformance.toolchain import kindnode
 
 from .conftest import base_settings
