@@ -123,7 +123,7 @@ def test_the_device_plugins_cache_key_follows_its_own_source(tmp_path, monkeypat
 
     component = go.gpu_device_plugin_component()
     assert component.own_source and component in go.kind_node_components()
-    assert component.version == "v0." + go.versions.KUBERNETES.split(".", 1)[1]
+    assert component.version == go.kubernetes_staging_version() == "v0." + go.versions.KUBERNETES.split(".", 1)[1]
     shutil.copytree(component.wrapper_dir, tmp_path / component.name)
     monkeypatch.setattr(go, "TOOLCHAIN_DIR", tmp_path)
     before = go._wrapper_hash(component)

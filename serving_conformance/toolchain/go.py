@@ -154,9 +154,16 @@ KUBERNETES_BINARIES = (
 )
 
 
+def kubernetes_staging_version() -> str:
+    """The version Kubernetes' staging modules (k8s.io/client-go, k8s.io/kubelet, ...) are published
+    at from the same tag: v0.X.Y for v1.X.Y."""
+    _, minor, patch = versions.KUBERNETES.split(".")
+    return f"v0.{minor}.{patch}"
+
+
 def kubernetes_component() -> GoComponent:
     version = f"v{versions.KUBERNETES}"
-    major, minor, patch = versions.KUBERNETES.split(".")
+    major, minor, _ = versions.KUBERNETES.split(".")
     x: list[tuple[str, str]] = []
     # Both packages carry the version (kubectl reads client-go's); kwokctl parses `--version`.
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -173,7 +180,7 @@ def kubernetes_component() -> GoComponent:
         version=version,
         tools=tuple((b, f"{KUBERNETES_MODULE}/cmd/{b}") for b in KUBERNETES_BINARIES),
         ldflags_x=tuple(x),
-        local_replace_version=f"v0.{minor}.{patch}",  # staging modules: v0.X.Y for v1.X.Y
+        local_replace_version=kubernetes_staging_version(),
         version_check=("kube-apiserver", ("--version",), f"Kubernetes {version}"),
     )
 
@@ -299,7 +306,7 @@ def coredns_component() -> GoComponent:
 def gpu_device_plugin_component() -> GoComponent:
     """The simulated GPUs' device plugin (toolchain/gpu-device-plugin/main.go), against the
     kubelet's device plugin API of the Kubernetes the kind nodes run."""
-    return GoComponent(name=GPU_DEVICE_PLUGIN, module=KUBELET_API_MODULE, version=f"v0.{versions.KUBERNETES.split('.', 1)[1]}",
+    return GoComponent(name=GPU_DEVICE_PLUGIN, module=KUBELET_API_MODULE, version=kubernetes_staging_version(),
                        tools=((GPU_DEVICE_PLUGIN, f"serving-conformance.local/toolchain/{GPU_DEVICE_PLUGIN}"),),
                        own_source=True)
 
