@@ -117,10 +117,11 @@ def _fit_workload(workload: Workload, room: Room) -> list[Fitted]:
 
 
 def fit(body: Mapping[str, Any], room: Room | None) -> tuple[dict[str, Any], list[Fitted]]:
-    """A copy of an object with each workload's requests fitted to the room, and what changed."""
-    result = copy.deepcopy(dict(body))
+    """The object with each workload's requests fitted to the room (a copy where any may change),
+    and what changed."""
     if room is None:
-        return result, []
+        return dict(body), []
+    result = copy.deepcopy(dict(body))
     changes: list[Fitted] = []
     for workload in workloads_of(Resource(result, Path("-"), 0)):
         changes += _fit_workload(workload, room)
