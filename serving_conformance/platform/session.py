@@ -28,10 +28,10 @@ from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME
 from serving_conformance.manifests.roles import is_platform
+from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
 
-GPU_RESOURCE = "nvidia.com/gpu"
 ISTIO_GROUP = "networking.istio.io"
 
 

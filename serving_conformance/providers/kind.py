@@ -43,6 +43,7 @@ from serving_conformance.cluster.conditions import is_true
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
 from serving_conformance.manifests.fit import FITTED, Room
+from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.providers import kindgpu, kindnet
 from serving_conformance.providers.kind_platform import PlatformImages, build_platform_images
 from serving_conformance.toolchain import docker, kindnode
@@ -54,7 +55,6 @@ NodeImageBuilder = Callable[[Sequence[Path]], str]
 # The cluster's size: the control plane's pods request about 860m, so on a 2-core machine only a
 # node without them has the 2 allocatable CPUs a vLLM CPU pod requests.
 KIND_WORKERS = 2
-GPU_RESOURCE = "nvidia.com/gpu"
 SIMULATED_GPUS_PER_WORKER = 4
 SIMULATED_GPU_LABEL = "serving-conformance.dev/simulated-gpu"
 POD_NETWORK_LABEL = "serving-conformance.dev/pod-network"
@@ -261,7 +261,8 @@ class KindProvider:
         kindnet.configure_nodes(self.run, "docker", routes, pod_subnet, timeouts.docker_command)
         for node in nodes:
             kube.wait_for(Ref("v1", "Node", node), lambda n: is_true(n, "Ready"), timeouts.kind_nodes_ready, f"node {node} Ready")
-        workers = [n for n in nodes if not _is_control_plane(kube, n)]
+        listed = {n["metadata"]["name"]: n for n in kube.list("v1", "Node")}
+        workers = [n for n in nodes if not _is_control_plane(listed.get(n, {}))]
         for node in nodes:
             labels = {POD_NETWORK_LABEL: POD_NETWORK_VALUE}
             if node in workers:
@@ -270,7 +271,7 @@ class KindProvider:
                        manager=FIELD_MANAGER)
         kindgpu.advertise(self.run, kube, workers, GPU_RESOURCE, SIMULATED_GPUS_PER_WORKER, timeouts.kind_nodes_ready,
                           timeouts.docker_command, self.log)
-        cluster.room = worker_room([kube.get(Ref("v1", "Node", n)) or {} for n in workers]).to_json()
+        cluster.room = worker_room([listed[n] for n in workers]).to_json()
         kube.wait_for(Ref("v1", "ServiceAccount", "default", "default"), lambda o: o is not None,
                       timeouts.kind_nodes_ready, "the default ServiceAccount")
         coredns = Ref("apps/v1", "Deployment", "coredns", "kube-system")
@@ -294,7 +295,7 @@ class KindProvider:
             self.log(f"cannot read the nodes of {cluster.name}: {exc}")
             return
         cluster.substitutions = self._reused_substitutions(nodes)
-        workers = [n for n in nodes if CONTROL_PLANE_LABEL not in (n["metadata"].get("labels") or {})]
+        workers = [n for n in nodes if not _is_control_plane(n)]
         if workers:
             cluster.room = worker_room(workers).to_json()
 
@@ -333,8 +334,7 @@ class KindProvider:
         self._delete(cluster.name)
 
 
-def _is_control_plane(kube: Kube, name: str) -> bool:
-    node = kube.get(Ref("v1", "Node", name)) or {}
+def _is_control_plane(node: Mapping[str, Any]) -> bool:
     return CONTROL_PLANE_LABEL in ((node.get("metadata") or {}).get("labels") or {})
 
 
