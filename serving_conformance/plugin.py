@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -146,39 +148,53 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize by what the manifests declare. No manifest content makes collection fail: a
+    behaviour with nothing to judge is one skipped case (per profile of its layer), and a
+    selection that crashes on odd content is one failing case that says so."""
     manifests = metafunc.config.stash[MANIFESTS]
     names = metafunc.fixturenames
     where = f"in the manifests ({', '.join(str(r) for r in manifests.roots)})"
     behaviour = _behaviour(metafunc.definition)
+    cluster = behaviour is not None and behaviour.layer == Layer.CLUSTER
     if "manifest" in names:
         rule = behaviour.rule if behaviour is not None else None
         if rule is None:
             raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `manifest` without a static behaviour with a rule")
-        chosen = rule.select(metafunc.config.stash[RULE_CONTEXT])
         roots = ", ".join(str(r) for r in manifests.roots)
-        _parametrize(metafunc, "manifest", chosen, [r.ident for r in chosen], f"{rule.nothing_to_check} ({roots})")
+
+        def static_cases() -> tuple[list, list[str]]:
+            chosen = rule.select(metafunc.config.stash[RULE_CONTEXT])
+            return chosen, [r.ident for r in chosen]
+
+        _parametrize(metafunc, "manifest", static_cases, f"{rule.nothing_to_check} ({roots})", cluster)
     if "workload" in names:
         select = _marker(metafunc, "workload", "workloads").args[0]
-        hardware = behaviour is not None and behaviour.layer == Layer.CLUSTER
-        served_name = metafunc.config.stash[SETTINGS].expect.served_model_name
-        chosen = [w for w in all_workloads(manifests) if select(w, served_name)]
-        params = [pytest.param(w, marks=[_hardware(needs_gpu(w.resource))] if hardware else []) for w in chosen]
-        ids = [w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen]
-        _parametrize(metafunc, "workload", params, ids, f"no {select.description} {where}")
+        expect = metafunc.config.stash[SETTINGS].expect
+
+        def workload_cases() -> tuple[list, list[str]]:
+            chosen = [w for w in all_workloads(manifests) if select(w, expect)]
+            params = [pytest.param(w, marks=[_hardware(needs_gpu(w.resource))] if cluster else []) for w in chosen]
+            return params, [w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen]
+
+        _parametrize(metafunc, "workload", workload_cases, f"no {select.description} {where}", cluster)
     if "resource" in names:
         select = _marker(metafunc, "resource", "resources").args[0]
-        chosen = [r for r in manifests.resources if select(r, manifests)]
-        params = [
-            pytest.param(r, marks=[_hardware(any(needs_gpu(i) for i in select.involves(r, manifests)))]) for r in chosen
-        ]
-        _parametrize(metafunc, "resource", params, [r.ident for r in chosen], f"no {select.description} {where}")
+
+        def resource_cases() -> tuple[list, list[str]]:
+            chosen = [r for r in manifests.resources if select(r, manifests)]
+            params = [pytest.param(r, marks=[_hardware(any(needs_gpu(i) for i in select.involves(r, manifests)))])
+                      for r in chosen]
+            return params, [r.ident for r in chosen]
+
+        _parametrize(metafunc, "resource", resource_cases, f"no {select.description} {where}", cluster)
     if "manifest_file" in names:
         problems = {p.path: [] for p in manifests.problems}
         for problem in manifests.problems:
             problems[problem.path].append(problem)
         files = [(path, problems.pop(path, [])) for path in manifests.files]
         files += list(problems.items())  # directories and files that could not be listed at all
-        _parametrize(metafunc, "manifest_file", files, [manifests.relative(path) for path, _ in files], "")
+        ids = [manifests.relative(path) for path, _ in files]
+        _parametrize(metafunc, "manifest_file", lambda: (files, ids), "", cluster)
 
 
 def _behaviour(node: pytest.Item | pytest.Function) -> Behaviour | None:
@@ -198,12 +214,40 @@ def _hardware(gpu: bool) -> pytest.MarkDecorator:
     return pytest.mark.gpu if gpu else pytest.mark.cpu
 
 
-def _parametrize(metafunc: pytest.Metafunc, fixture: str, params: list, ids: list[str], nothing: str) -> None:
-    """Parametrize by `params`; with none, one skipped case that says why there is nothing to test."""
+@dataclass(frozen=True)
+class SelectionCrashed:
+    """The parameter of the one case left where choosing what to judge crashed on the manifests:
+    the gate fails it with this text (a crash is never a pass, and never stops collection)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return "SelectionCrashed()"
+
+
+def _parametrize(metafunc: pytest.Metafunc, fixture: str, cases: Callable[[], tuple[list, list[str]]], nothing: str,
+                 cluster: bool) -> None:
+    """Parametrize by `cases()`; with none, one skipped case that says why there is nothing to
+    test; where `cases()` crashes, one case that fails saying so. A cluster behaviour's case of
+    that kind is given once per profile (cpu and gpu), so every `-m` finds it in its profile."""
+    try:
+        params, ids = cases()
+    except Exception as exc:  # noqa: BLE001 - odd manifest content must not stop collection
+        crash = SelectionCrashed(f"rule crashed: choosing what to judge: {type(exc).__name__}: {exc}")
+        _one_case(metafunc, fixture, crash, [], "crashed", cluster)
+        return
     if params:
         metafunc.parametrize(fixture, params, ids=_unique_ids(ids))
     else:
-        metafunc.parametrize(fixture, [pytest.param(None, marks=pytest.mark.skip(reason=nothing))], ids=["none"])
+        _one_case(metafunc, fixture, None, [pytest.mark.skip(reason=nothing)], "none", cluster)
+
+
+def _one_case(metafunc: pytest.Metafunc, fixture: str, value: object, marks: list, ident: str, cluster: bool) -> None:
+    if not cluster:
+        metafunc.parametrize(fixture, [pytest.param(value, marks=marks)], ids=[ident])
+        return
+    metafunc.parametrize(fixture, [pytest.param(value, marks=[*marks, _hardware(gpu)]) for gpu in (False, True)],
+                         ids=[f"{ident}-cpu", f"{ident}-gpu"])
 
 
 def _unique_ids(ids: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from serving_conformance.base.settings import Expectations
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import (
@@ -52,16 +53,19 @@ def model_names(workload: Workload) -> list[str]:
     return [n for n in names if n]
 
 
-def is_design_path(workload: Workload, served_name: str) -> bool:
-    """A vLLM workload serving the design's model (see the module's docstring)."""
+def is_design_path(workload: Workload, expect: Expectations) -> bool:
+    """A vLLM workload serving the design's model (see the module's docstring); one the options
+    file names as a path of the design always is, whatever it serves (so a wrong name fails)."""
     if not runs_vllm(workload):
         return False
-    wanted = _norm(served_name)
+    if expect.declared_path(workload.resource) is not None:
+        return True
+    wanted = _norm(expect.served_model_name)
     return any(wanted == _norm(n) or wanted in _norm(n) for n in model_names(workload))
 
 
-def design_paths(manifests: ManifestSet, served_name: str) -> list[Workload]:
-    return [w for w in all_workloads(manifests) if is_design_path(w, served_name)]
+def design_paths(manifests: ManifestSet, expect: Expectations) -> list[Workload]:
+    return [w for w in all_workloads(manifests) if is_design_path(w, expect)]
 
 
 def kserve_gateway(manifests: ManifestSet) -> tuple[str, str]:
@@ -114,14 +118,14 @@ CANARIES = ResourceSelector(
 
 @dataclass(frozen=True)
 class Selector:
-    """Which workloads a test is parametrized by, given the name clients use (an object, not a
+    """Which workloads a test is parametrized by, given what the run expects (an object, not a
     function: pytest would take a bare function passed to a marker for the decorated test)."""
 
     description: str
-    matches: Callable[[Workload, str], bool]
+    matches: Callable[[Workload, Expectations], bool]
 
-    def __call__(self, workload: Workload, served_name: str) -> bool:
-        return self.matches(workload, served_name)
+    def __call__(self, workload: Workload, expect: Expectations) -> bool:
+        return self.matches(workload, expect)
 
 
 def _predictor(workload: Workload) -> bool:
@@ -137,8 +141,8 @@ def mentions_modelcar(workload: Workload) -> bool:
     return any(v.startswith("oci://") for v in values)
 
 
-def _design(test: Callable[[Workload], bool]) -> Callable[[Workload, str], bool]:
-    return lambda workload, served_name: test(workload) and is_design_path(workload, served_name)
+def _design(test: Callable[[Workload], bool]) -> Callable[[Workload, Expectations], bool]:
+    return lambda workload, expect: test(workload) and is_design_path(workload, expect)
 
 
 DESIGN_VLLM = Selector("vLLM workload serving the design's model", _design(lambda w: True))

@@ -59,6 +59,14 @@ def real_path(path: Path) -> Path | str:
         return f"unreadable: {exc.strerror or exc}"
 
 
+def repository_top(path: Path) -> Path | None:
+    """The top of the git repository (a `.git` directory or file) holding `path`, if any."""
+    for directory in [path, *path.parents]:
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
 def within(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 

@@ -28,11 +28,14 @@ from serving_conformance.base.limits import (
     MAX_TOTAL_MANIFEST_BYTES,
     MAX_WALK_DEPTH,
 )
-from serving_conformance.manifests import files, kustomize
+from serving_conformance.manifests import files, kustomize, options_file
 from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
 
 YAML_SUFFIXES = (".yaml", ".yml")
 KUSTOMIZATION_NAMES = kustomize.KUSTOMIZATION_NAMES
+# kustomize's own kinds (Kustomization, Component, its builtin transformer configs): kustomize's
+# input, whatever the file is called, never objects an API server would hold.
+KUSTOMIZE_GROUPS = ("kustomize.config.k8s.io", "builtin")
 # Kinds that point at manifests elsewhere (Argo CD): read, listed, not followed.
 POINTER_KINDS = {"Application": "argoproj.io", "ApplicationSet": "argoproj.io", "AppProject": "argoproj.io"}
 _GATEWAY_API_URL = re.compile(r"kubernetes-sigs/gateway-api/releases/download/v(\d+\.\d+\.\d+)/(standard|experimental)-install")
@@ -54,8 +57,11 @@ def load_manifests(roots: Path | Sequence[Path], exclude: Sequence[Path] = ()) -
         elif inspected.kind == "file":
             walker.load_file(root)
         else:
+            skipped = len(walker.result.not_followed)
             walker.load_tree(root)
-            if len(walker.result.files) == before and not any(p.path == root for p in walker.result.problems):
+            # Only what it holds not followed (a Helm chart, JSON): listed there, not a problem.
+            if len(walker.result.files) == before and len(walker.result.not_followed) == skipped \
+                    and not any(p.path == root for p in walker.result.problems):
                 walker.result.problems.append(LoadProblem(root, None, "holds no YAML manifests (*.yaml, *.yml)"))
     walker.note_duplicates()
     return walker.result
@@ -297,6 +303,9 @@ class _Walker:
     def add(self, path: Path, line: int, data: Any, via: Path | None = None) -> None:
         if data is None:
             return
+        if options_file.is_options_document(data):
+            self.skip(path, "the suite's own options file: not a manifest under test", line)
+            return
         if is_kserve_helm_values(data):
             self.result.resources.append(Resource(data, path, line, HELM_VALUES_KIND, via))
             return
@@ -304,6 +313,9 @@ class _Walker:
             reason = ("Helm values of another chart than KServe's: not read" if path.name.startswith("values")
                       else "not a Kubernetes object (no kind/apiVersion)")
             self.skip(path, reason, line)
+            return
+        if str(data["apiVersion"]).partition("/")[0] in KUSTOMIZE_GROUPS:
+            self.skip(path, f"kustomize's own {data['kind']} (its input, never an API object): not judged", line)
             return
         if data["kind"] == "List":
             for item in data.get("items") or []:

@@ -43,12 +43,12 @@ IMAGES_PINNED = Rule(
 
 
 def _is_design_path(resource: Resource, ctx: RuleContext) -> bool:
-    return any(is_design_path(w, ctx.expect.served_model_name) for w in workloads_of(resource))
+    return any(is_design_path(w, ctx.expect) for w in workloads_of(resource))
 
 
 def _others_serving(resource: Resource, ctx: RuleContext) -> str:
     """The other design paths and the names they serve, for a message."""
-    others = [w for w in design_paths(ctx.manifests, ctx.expect.served_model_name) if w.resource is not resource]
+    others = [w for w in design_paths(ctx.manifests, ctx.expect) if w.resource is not resource]
     described = [f"{w.resource.ident} serves {w.serving_container.vllm.served_model_names}" for w in others
                  if w.serving_container is not None]
     return "; ".join(described[:4]) or "no other path serves this model"
@@ -58,30 +58,33 @@ def _check_engine(resource: Resource, ctx: RuleContext) -> list[Finding]:
     findings = []
     expect = ctx.expect
     for workload in workloads_of(resource):
-        if not is_design_path(workload, expect.served_model_name):
+        if not is_design_path(workload, expect):
             continue
         container = workload.serving_container
         assert container is not None  # a design path runs vLLM
         version = container.image.version
-        if version != expect.engine_version:
+        engine, served = expect.engine_version_for(workload.resource), expect.served_name_for(workload.resource)
+        declared = expect.declared_path(workload.resource)
+        source = f"the options file's path {declared.describe()}" if declared else "--served-model-name"
+        if version != engine:
             findings.append(Finding(
                 found=f"{workload.label} runs vLLM image {container.image.reference!r} (version {version or 'unknown'})",
                 effect=(
                     f"the paths serving this model would not run the same engine (expected vLLM "
-                    f"{expect.engine_version}), so comparing them measures the engine, not the serving layer"
+                    f"{engine}), so comparing them measures the engine, not the serving layer"
                 ),
-                fix=f"use the vLLM {expect.engine_version} image on every path of this model, or pass --engine-version",
+                fix=f"use the vLLM {engine} image on every path of this model, or pass --engine-version",
             ))
         names = container.vllm.served_model_names
-        if expect.served_model_name not in names:
+        if served not in names:
             findings.append(Finding(
                 found=f"{workload.label} serves model name(s) {names} ({_others_serving(resource, ctx)})",
                 effect=(
-                    f"clients use the name {expect.served_model_name!r} (--served-model-name): asking this path "
+                    f"clients use the name {served!r} ({source}): asking this path "
                     "for it answers 404, so the paths serving this model do not serve the same name"
                 ),
-                fix=f"serve it as {expect.served_model_name} (--served-model-name={expect.served_model_name}), "
-                    "or pass the name clients really use with --served-model-name",
+                fix=f"serve it as {served} (--served-model-name={served}), "
+                    "or name what clients really use (--served-model-name, or a path in the options file)",
             ))
     return findings
 

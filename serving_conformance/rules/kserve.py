@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from serving_conformance.manifests.design import is_kserve_canary_route
+from serving_conformance.manifests.files import repository_top
 from serving_conformance.manifests.model import Resource
 from serving_conformance.manifests.platform_config import STANDARD_MODES, is_kserve_config, read_config
 from serving_conformance.manifests.workloads import (
@@ -270,7 +272,7 @@ def _check_argo_values(resource: Resource, ctx: RuleContext) -> list[Finding]:
             if not text.startswith("$"):
                 continue
             relative = text.split("/", 1)[1] if "/" in text else ""
-            if any((root / relative).is_file() for root in ctx.manifests.roots):
+            if any((root / relative).is_file() for root in repository_roots(ctx.manifests.roots)):
                 continue
             silent = bool(helm.get("ignoreMissingValueFiles"))
             findings.append(Finding(
@@ -282,6 +284,21 @@ def _check_argo_values(resource: Resource, ctx: RuleContext) -> list[Finding]:
                 fix="point valueFiles at the platform's KServe values file",
             ))
     return findings
+
+
+def repository_roots(roots: tuple[Path, ...]) -> list[Path]:
+    """Where a `$ref/path` of the repository may start: each manifests directory, and each
+    directory above it up to its git repository's top (a manifests directory is often a part of
+    the repository the Application's values come from)."""
+    found: list[Path] = []
+    for root in roots:
+        top = repository_top(root)
+        chain = [root, *root.parents] if top is not None else [root]
+        for directory in chain:
+            found.append(directory)
+            if directory == top:
+                break
+    return list(dict.fromkeys(found))
 
 
 def _judge_platform(resource: Resource, ctx: RuleContext) -> list[Finding]:

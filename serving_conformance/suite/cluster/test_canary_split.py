@@ -49,9 +49,10 @@ def measure(endpoint, model: str, revisions: list[Revision], progress) -> dict[s
 
 def test_canary_split_is_served_as_declared(resource, deployer, endpoints, kube, manifests, conformance_settings):
     timeouts = conformance_settings.timeouts
-    model = conformance_settings.expect.served_model_name
     if resource.kind == "HTTPRoute":
         backends = split_backends(resource, manifests)
+        first = next((isvc for isvc, _, _ in backends if isvc is not None), resource)
+        model = conformance_settings.expect.served_name_for(first)
         missing = [service for isvc, service, _ in backends if isvc is None]
         assert not missing, f"{resource.ident} routes to {missing}, which are not predictor Services of declared InferenceServices"
         for isvc, _, _ in backends:
@@ -68,6 +69,7 @@ def test_canary_split_is_served_as_declared(resource, deployer, endpoints, kube,
         return
 
     # canaryTrafficPercent: roll a changed revision out with it, as a platform would.
+    model = conformance_settings.expect.served_name_for(resource)
     percent = int(workloads_of(resource)[0].pod["canaryTrafficPercent"])
     name = f"{resource.name}-canary-percent"
     namespace = deployer.namespace_of(resource)

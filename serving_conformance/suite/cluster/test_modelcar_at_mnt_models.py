@@ -72,7 +72,7 @@ def test_vllm_serves_what_the_modelcar_holds(workload, deployer, endpoints, kube
     name, namespace = workload.resource.name, deployer.namespace_of(workload.resource)
     deployer.deploy_ready(workload.resource, conformance_settings.timeouts.isvc_ready)
     service = endpoints.service(namespace, f"{name}-predictor", 80)
-    model = assert_serves_model(service, conformance_settings.expect.served_model_name)
+    model = assert_serves_model(service, conformance_settings.expect.served_name_for(workload.resource))
     assert model.get("root") == "/mnt/models", (
         f"vLLM of {workload.resource.ident} reports model root {model.get('root')!r}, not /mnt/models"
     )

@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.behaviour(B.SERVED_MODEL_NAME), pytest.mark.workloads(
 
 def test_models_are_listed_through_the_gateway(workload, deployer, endpoints, conformance_settings):
     isvc = deployer.deploy_ready(workload.resource, conformance_settings.timeouts.isvc_ready)
-    assert_serves_model(endpoints.gateway(isvc["status"]["url"]), conformance_settings.expect.served_model_name)
+    assert_serves_model(endpoints.gateway(isvc["status"]["url"]), conformance_settings.expect.served_name_for(workload.resource))
 
 
 def test_models_are_listed_through_the_predictor_service(workload, deployer, endpoints, conformance_settings):
     deployer.deploy_ready(workload.resource, conformance_settings.timeouts.isvc_ready)
     service = endpoints.service(deployer.namespace_of(workload.resource), f"{workload.resource.name}-predictor", 80)
-    assert_serves_model(service, conformance_settings.expect.served_model_name)
+    assert_serves_model(service, conformance_settings.expect.served_name_for(workload.resource))

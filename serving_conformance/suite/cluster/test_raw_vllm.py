@@ -33,10 +33,10 @@ def raw_endpoint(workload, deployer, endpoints, conformance_settings, with_key=T
 @pytest.mark.workloads(RAW_VLLM)
 def test_raw_vllm_serves_the_model_with_the_same_engine(workload, deployer, endpoints, conformance_settings, observe):
     endpoint, _ = raw_endpoint(workload, deployer, endpoints, conformance_settings)
-    assert_serves_model(endpoint, conformance_settings.expect.served_model_name)
+    assert_serves_model(endpoint, conformance_settings.expect.served_name_for(workload.resource))
     response = chat(endpoint, served_name_of(workload), max_tokens=16)
     observe(f"vllm.{workload.resource.ident}", response.get("system_fingerprint"))
-    assert_engine_version(response, conformance_settings.expect.engine_version, f"{workload.resource.ident} (raw vLLM)")
+    assert_engine_version(response, conformance_settings.expect.engine_version_for(workload.resource), f"{workload.resource.ident} (raw vLLM)")
 
 
 @pytest.mark.behaviour(B.API_KEY)

@@ -35,7 +35,7 @@ def test_chat_completion_answers_with_choices_and_usage(workload, local_vllm):
 def test_fingerprint_names_the_expected_engine(workload, local_vllm, conformance_settings, observe):
     response = chat(endpoint_of(local_vllm), served_name_of(workload), max_tokens=8)
     observe(f"vllm.local.{workload.resource.ident}", response.get("system_fingerprint"))
-    assert_engine_version(response, conformance_settings.expect.engine_version, f"local vLLM with {workload.label}'s args")
+    assert_engine_version(response, conformance_settings.expect.engine_version_for(workload.resource), f"local vLLM with {workload.label}'s args")
 
 
 @pytest.mark.behaviour(B.STREAM_FINGERPRINT)
@@ -44,9 +44,10 @@ def test_streamed_final_chunk_names_the_same_engine(workload, local_vllm, confor
     fingerprints = stream_fingerprints(endpoint, served_name_of(workload))
     streamed = parse_fingerprint(fingerprints[-1])
     plain = parse_fingerprint(chat(endpoint, served_name_of(workload), max_tokens=1).get("system_fingerprint"))
-    assert streamed.version == plain.version == conformance_settings.expect.engine_version, (
+    expected = conformance_settings.expect.engine_version_for(workload.resource)
+    assert streamed.version == plain.version == expected, (
         f"the stream's final chunk names vLLM {streamed.version} ({streamed.raw!r}), a plain answer names "
-        f"{plain.version} ({plain.raw!r}); the design names {conformance_settings.expect.engine_version}"
+        f"{plain.version} ({plain.raw!r}); the design names {expected}"
     )
 
 

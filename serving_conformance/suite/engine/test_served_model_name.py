@@ -11,4 +11,4 @@ from serving_conformance.manifests.design import DESIGN_VLLM
 @pytest.mark.workloads(DESIGN_VLLM)
 def test_v1_models_lists_the_served_model_name(workload, local_vllm, conformance_settings):
     endpoint = Endpoint(local_vllm.base_url, api_key=local_vllm.api_key)
-    assert_serves_model(endpoint, conformance_settings.expect.served_model_name)
+    assert_serves_model(endpoint, conformance_settings.expect.served_name_for(workload.resource))
