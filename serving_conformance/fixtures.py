@@ -22,7 +22,7 @@ from serving_conformance.base.settings import Settings
 from serving_conformance.behaviours import Layer
 from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
-from serving_conformance.gate import Place, decide, layer_of, required_features
+from serving_conformance.gate import Place, decide, layer_of, required_features, selection_crash
 from serving_conformance.manifests.fit import Room
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
@@ -238,6 +238,9 @@ def pod_files(kube: Kube, conformance_cluster: Cluster, conformance_settings: Se
 def _conformance_gate(request: pytest.FixtureRequest) -> None:
     """Run, skip or fail this conformance test from its requirements and its place (one place
     decides, for every test); its result carries the stand-ins it ran with."""
+    crashed = selection_crash(request.node)
+    if crashed is not None:
+        pytest.fail(crashed, pytrace=False)
     layer = layer_of(request.node)
     place_fixture = {Layer.ENGINE: "local_engine", Layer.CLUSTER: "conformance_cluster"}.get(layer)
     if place_fixture is None or place_fixture not in request.fixturenames:

@@ -28,6 +28,22 @@ MEANING = {
 
 
 @dataclass(frozen=True)
+class SelectionCrashed:
+    """The parameter of the one case left where choosing what to judge crashed on the manifests:
+    the gate fails it with this text (a crash is never a pass, and never stops collection)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return "SelectionCrashed()"
+
+
+def selection_crash(item: pytest.Item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return next((p.text for p in params.values() if isinstance(p, SelectionCrashed)), None)
+
+
+@dataclass(frozen=True)
 class Place:
     """Where tests run, as the gate sees it."""
 

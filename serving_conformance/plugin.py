@@ -12,12 +12,11 @@ from __future__ import annotations
 import shutil
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from serving_conformance import fixtures
+from serving_conformance import fixtures, invocation
 from serving_conformance.base.data import SUITE
 from serving_conformance.base.progress import progress
 from serving_conformance.base.redact import Secret
@@ -36,6 +35,7 @@ from serving_conformance.fixtures import (
     RUN,
     SETTINGS,
 )
+from serving_conformance.gate import SelectionCrashed
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
@@ -54,6 +54,18 @@ RUN_ID_KEY = "sc_run_id"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own, which finds the initial conftests from the test paths
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    invocation.correct(early_config, args)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """The conformance suite's modules, also where the repository's own `python_files` differ."""
+    if invocation.collects_suite_file(file_path, parent.config):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
@@ -212,17 +224,6 @@ def _marker(metafunc: pytest.Metafunc, fixture: str, name: str) -> pytest.Mark:
 
 def _hardware(gpu: bool) -> pytest.MarkDecorator:
     return pytest.mark.gpu if gpu else pytest.mark.cpu
-
-
-@dataclass(frozen=True)
-class SelectionCrashed:
-    """The parameter of the one case left where choosing what to judge crashed on the manifests:
-    the gate fails it with this text (a crash is never a pass, and never stops collection)."""
-
-    text: str
-
-    def __repr__(self) -> str:
-        return "SelectionCrashed()"
 
 
 def _parametrize(metafunc: pytest.Metafunc, fixture: str, cases: Callable[[], tuple[list, list[str]]], nothing: str,
