@@ -22,7 +22,7 @@ from serving_conformance.base.settings import Settings
 from serving_conformance.behaviours import Layer
 from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
-from serving_conformance.gate import Place, decide, layer_of, required_features, selection_crash
+from serving_conformance.gate import Place, decide, involved, layer_of, required_features, selection_crash
 from serving_conformance.manifests.fit import Room
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
@@ -256,7 +256,7 @@ def _conformance_gate(request: pytest.FixtureRequest) -> None:
         facts.update({f"cluster.{key}": value for key, value in cluster.info.items() if value is not None})
         for key, value in facts.items():
             report_observe(request.node, key, str(value))
-    verdict = decide(required_features(request.node), place, settings.require_gpu)
+    verdict = decide(required_features(request.node), place, settings.require_gpu, involved(request.node))
     record_substitutions(request.node, verdict.substitutions)
     if verdict.fail:
         pytest.fail(verdict.fail, pytrace=False)

@@ -74,9 +74,19 @@ def required_features(item: pytest.Item) -> frozenset[str]:
     return frozenset(str(f) for f in required)
 
 
-def decide(required: Iterable[str], place: Place, require_gpu: bool = False) -> Verdict:
+# The objects (idents) a test involves (its workload, its resource, a split's backends): set at
+# collection; a stand-in scoped to objects qualifies only the tests that involve them.
+INVOLVED = pytest.StashKey[frozenset]()
+
+
+def involved(item: pytest.Item) -> frozenset[str]:
+    return item.stash.get(INVOLVED, frozenset())
+
+
+def decide(required: Iterable[str], place: Place, require_gpu: bool = False,
+           involves: frozenset[str] = frozenset()) -> Verdict:
     required = frozenset(required)
-    subs = tuple(s for s in place.substitutions if s.applies_to(required))
+    subs = tuple(s for s in place.substitutions if s.applies_to(required, involves))
     missing = sorted(required - place.features)
     if not missing:
         return Verdict(substitutions=subs)

@@ -35,11 +35,11 @@ from serving_conformance.fixtures import (
     RUN,
     SETTINGS,
 )
-from serving_conformance.gate import SelectionCrashed
+from serving_conformance.gate import INVOLVED, SelectionCrashed
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
-from serving_conformance.manifests.workloads import all_workloads, needs_gpu, split_backends
+from serving_conformance.manifests.workloads import Workload, all_workloads, needs_gpu, split_backends
 from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from, suite_outputs
 from serving_conformance.platform.deploy import WORKLOAD_KINDS
 from serving_conformance.platform.session import ClusterSession
@@ -293,6 +293,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                           "@pytest.mark.workloads(...) or @pytest.mark.resources(...), which give cpu or gpu")
             continue
         tag_item(item, behaviour.id, behaviour.title, profile)
+        item.stash[INVOLVED] = _involved(item, config.stash[MANIFESTS])
     if errors:
         raise pytest.UsageError("conformance tests without a behaviour or profile:\n  " + "\n  ".join(errors))
     # Control-plane checks first: they run while the workloads' engines are still starting.
@@ -317,10 +318,20 @@ def _params(item: pytest.Item) -> dict:
 def _workloads_of_test(item: pytest.Item, manifests: ManifestSet) -> list[Resource]:
     """The workloads a cluster test is parametrized by: its workload, or a split route's backends."""
     workload, resource = _params(item).get("workload"), _params(item).get("resource")
-    found = [workload.resource] if workload is not None else []
-    if resource is not None and resource.kind == "HTTPRoute":
+    found = [workload.resource] if isinstance(workload, Workload) else []
+    if isinstance(resource, Resource) and resource.kind == "HTTPRoute":
         found += [isvc for isvc, _, _ in split_backends(resource, manifests) if isvc is not None]
     return found
+
+
+def _involved(item: pytest.Item, manifests: ManifestSet) -> frozenset[str]:
+    """The objects a test is about: what it is parametrized by, and a split's backends."""
+    params = _params(item)
+    found = {r.ident for r in _workloads_of_test(item, manifests)}
+    for value in (params.get("resource"), params.get("manifest")):
+        if isinstance(value, Resource):
+            found.add(value.ident)
+    return frozenset(found)
 
 
 def _needs(item: pytest.Item, manifests: ManifestSet) -> list[tuple[str, str]]:
@@ -328,7 +339,7 @@ def _needs(item: pytest.Item, manifests: ManifestSet) -> list[tuple[str, str]]:
     an InferenceService or Deployment given as its resource (which it deploys in its own form)."""
     found = _workloads_of_test(item, manifests)
     resource = _params(item).get("resource")
-    if resource is not None and resource.kind in WORKLOAD_KINDS:
+    if isinstance(resource, Resource) and resource.kind in WORKLOAD_KINDS:
         found.append(resource)
     return list(dict.fromkeys((r.kind, r.name) for r in found))
 
@@ -340,7 +351,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     manifests = session.config.stash[MANIFESTS]
     for item in session.items:
         workload = _params(item).get("workload")
-        if item.get_closest_marker("engine") and workload is not None:
+        if item.get_closest_marker("engine") and isinstance(workload, Workload):
             engine.append(workload)
         elif "deployer" in getattr(item, "fixturenames", ()):
             cluster.extend(_workloads_of_test(item, manifests))

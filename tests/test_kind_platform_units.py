@@ -69,7 +69,7 @@ def collected_workloads(pytester, cluster: str) -> list[str]:
 
     result = pytester.runpytest_subprocess(str(SUITE), "--manifests-dir", str(DEFAULT_MANIFESTS), "-m", "gpu",
                                            "--cluster", cluster, "--collect-only", "-q", "-p", "no:cacheprovider")
-    return [line.rsplit("[", 1)[1].rstrip("]") for line in result.stdout.lines if "/cluster/" in line and "[" in line]
+    return [line.rsplit("[", 1)[1].rstrip("]") for line in result.stdout.lines if "cluster/test_" in line and "[" in line]
 
 
 def runs(sequence: list[str]) -> list[str]:

@@ -56,3 +56,19 @@ def test_each_fault_fails_exactly_its_rule(pytester, tmp_path, fault):
     problems = control_problems(fault, failures)
     assert not problems, "\n".join(problems)
     assert not reprec.listoutcomes()[1], "skipped"
+
+
+def test_without_its_options_file_the_two_names_of_its_model_fail(pytester, tmp_path):
+    """The repository serves the model as qwen2.5-0.5b (CPU) and qwen2.5-0.5b-instruct (GPU, raw
+    control); serving-conformance.yaml says which path serves which. Without it, one run-wide
+    name fails the paths that serve the other."""
+    import shutil
+
+    copy = tmp_path / "repo"
+    shutil.copytree(PLATFORM_REPO, copy)
+    (copy / "serving-conformance.yaml").unlink()
+    reprec = static(pytester, copy, "-k", "engine_identical")
+    failed = {r.nodeid.rsplit("[", 1)[-1].rstrip("]"): str(r.longrepr) for r in reprec.getfailures()}
+    assert set(failed) == {"kserve/kserve/qwen-oci", "kserve/kserve/qwen-oci-next", "deployment/raw-vllm/raw-vllm"}
+    assert all("serves model name(s) ['qwen2.5-0.5b-instruct']" in text for text in failed.values())
+    assert all("(--served-model-name)" in text for text in failed.values())

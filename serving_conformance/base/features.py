@@ -39,9 +39,14 @@ class Substitution:
     platform: str  # what the platform under test runs
     here: str  # what stands in for it in this run
     affects: tuple[str, ...]  # Feature values whose results it qualifies
+    # The objects (idents) it is about: then it qualifies every result that involves one of them,
+    # and no other (a replica count changed on one workload says nothing of the others).
+    scope: tuple[str, ...] = ()
 
     def sentence(self) -> str:
         return f"{self.subject}: {self.here} stands in for {self.platform}"
 
-    def applies_to(self, required: set[str] | frozenset[str]) -> bool:
+    def applies_to(self, required: set[str] | frozenset[str], involved: frozenset[str] | set[str] = frozenset()) -> bool:
+        if self.scope:
+            return bool(set(self.scope) & set(involved))
         return bool(set(self.affects) & set(required))

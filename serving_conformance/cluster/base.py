@@ -78,7 +78,7 @@ class Cluster:
         data["kubeconfig"] = Path(data["kubeconfig"])
         data["features"] = set(data.get("features") or ())
         data["runs"] = set(data.get("runs") or ())
-        data["substitutions"] = [Substitution(**{**s, "affects": tuple(s["affects"])}) for s in data.get("substitutions") or ()]
+        data["substitutions"] = [Substitution(**{**s, "affects": tuple(s["affects"]), "scope": tuple(s.get("scope") or ())}) for s in data.get("substitutions") or ()]
         return cls(**data)
 
 

@@ -34,6 +34,17 @@ class WaitTimeout(AssertionError):
     """A wait ran out of time; the message says what was awaited and what was last seen."""
 
 
+class WaitHopeless(WaitTimeout):
+    """A wait stopped early: what it awaits cannot happen any more; the message says why."""
+
+
+# A watch the server kept open without an event for longer than its read timeout (a quiet
+# object, a loaded machine): not a failure; the wait lists again and watches on.
+QUIET_WATCH = (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError, ConnectionResetError)
+# How often a wait with a `doomed` check looks again at what it cannot see in its own object.
+RECHECK_S = 10.0
+
+
 class KubeError(RuntimeError):
     pass
 
@@ -202,18 +213,22 @@ class Kube:
         timeout: float,
         what: str,
         progress: Callable[[str], None] | None = None,
+        doomed: Callable[[dict[str, Any] | None], str | None] | None = None,
     ) -> dict[str, Any] | None:
-        """Watch one object until `condition(obj)` holds (obj is None while absent)."""
+        """Watch one object until `condition(obj)` holds (obj is None while absent). `doomed(obj)`,
+        checked at every event and every RECHECK_S, says why it never will: the wait stops then."""
         resource = self.resource(ref.api_version, ref.kind)
         deadline = time.monotonic() + timeout
         selector = f"metadata.name={ref.name}"
         last: dict[str, Any] | None = None
+        period = RECHECK_S if doomed is not None else 60
         while True:
             listing = resource.get(namespace=ref.namespace, field_selector=selector)
             items = [i.to_dict() for i in listing.items]
             last = items[0] if items else None
             if condition(last):
                 return last
+            self._give_up_if(doomed, last, what, ref)
             version = listing.metadata.resourceVersion
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -221,7 +236,7 @@ class Kube:
             try:
                 for event in self.dynamic.watch(
                     resource, namespace=ref.namespace, field_selector=selector,
-                    resource_version=version, timeout=max(1, int(min(remaining, 60))),
+                    resource_version=version, timeout=max(1, int(min(remaining, period))),
                 ):
                     obj = event["raw_object"]
                     last = None if event["type"] == "DELETED" else obj
@@ -229,14 +244,24 @@ class Kube:
                         progress(f"{ref}: {event['type'].lower()}")
                     if condition(last):
                         return last
+                    self._give_up_if(doomed, last, what, ref)
                     if time.monotonic() >= deadline:
                         break
             except ApiException as exc:
                 if exc.status != 410:  # 410 Gone: our resourceVersion is too old; list again
                     raise
+            except QUIET_WATCH:
+                pass  # no event within the read timeout: list again and watch on
             if time.monotonic() >= deadline:
                 break
         raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} ({ref}); last seen:\n{summarize(last)}")
+
+    @staticmethod
+    def _give_up_if(doomed: Callable[[dict[str, Any] | None], str | None] | None, last: dict[str, Any] | None,
+                    what: str, ref: Ref) -> None:
+        reason = doomed(last) if doomed is not None else None
+        if reason:
+            raise WaitHopeless(f"stopped waiting for {what} ({ref}): {reason}")
 
     def wait_for_any(
         self,
@@ -275,6 +300,8 @@ class Kube:
             except ApiException as exc:
                 if exc.status != 410:
                     raise
+            except QUIET_WATCH:
+                pass
             if time.monotonic() >= deadline:
                 break
         where = f" in {namespace}" if namespace else ""
@@ -306,14 +333,27 @@ class Kube:
                 if remaining <= 0:
                     return
                 share = max(1, int(min(remaining, window) / len(streams)))
-                for event in self.dynamic.watch(
-                    resource, namespace=namespace, field_selector=field_selector, resource_version=version,
-                    timeout=share,
-                ):
-                    obj = event["raw_object"]
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    if event["type"] != "DELETED":
-                        message = violation(obj)
+                try:
+                    for event in self.dynamic.watch(
+                        resource, namespace=namespace, field_selector=field_selector, resource_version=version,
+                        timeout=share,
+                    ):
+                        obj = event["raw_object"]
+                        version = obj.get("metadata", {}).get("resourceVersion", version)
+                        if event["type"] != "DELETED":
+                            message = violation(obj)
+                            if message:
+                                raise AssertionError(message)
+                except QUIET_WATCH:
+                    pass  # no event within the read timeout: watch on from the same version
+                except ApiException as exc:
+                    if exc.status != 410:
+                        raise
+                    # Our version is too old: look at every object as it is now, and go on from there.
+                    listing = resource.get(namespace=namespace, field_selector=field_selector)
+                    for item in listing.items:
+                        message = violation(item.to_dict())
                         if message:
                             raise AssertionError(message)
+                    version = listing.metadata.resourceVersion
                 streams[index] = (resource, namespace, field_selector, version)

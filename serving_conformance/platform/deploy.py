@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving_conformance.base.redact import Secret
+from serving_conformance.cluster import hopeless
 from serving_conformance.cluster.conditions import deployment_available as _available
 from serving_conformance.cluster.conditions import describe_conditions, describe_pod, identity, is_true
-from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitTimeout
+from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref, WaitHopeless, WaitTimeout
 from serving_conformance.manifests.fit import Room, fit
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.roles import is_platform
+from serving_conformance.manifests.scale import scale_up
 from serving_conformance.manifests.workloads import as_list, as_mapping, workloads_of
 
 ISVC_API = "serving.kserve.io/v1beta1"
@@ -58,8 +60,9 @@ class Deployer:
         return resource.namespace or self.namespace
 
     def _labelled(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The object as deployed: images mapped, requests fitted, labelled with the run."""
-        body, _ = fit(self.image_map.apply(body), self.room)
+        """The object as deployed: images mapped, scaled to one replica where it declares none,
+        requests fitted, labelled with the run."""
+        body, _ = fit(scale_up(self.image_map.apply(body))[0], self.room)
         meta = dict(body.get("metadata") or {})
         meta["labels"] = {**(meta.get("labels") or {}), RUN_LABEL: self.run_id}
         return {**body, "metadata": meta}
@@ -218,7 +221,8 @@ class Deployer:
                 f"{self.pods_report(f'serving.kserve.io/inferenceservice={name}', namespace)}"
             )
 
-        return self._wait(ref, lambda o: is_true(o, "Ready"), timeout, "Ready", explain)
+        doomed = self._doomed(f"{ISVC_LABEL}={name}", namespace, f"{name}-predictor")
+        return self._wait(ref, lambda o: is_true(o, "Ready"), timeout, "Ready", explain, doomed)
 
     def available_deployment(self, name: str, timeout: float, namespace: str | None = None) -> dict[str, Any]:
         namespace = namespace or self.namespace
@@ -229,11 +233,38 @@ class Deployer:
             selector = ",".join(f"{k}={v}" for k, v in as_mapping(labels).items())
             return f"{exc}{self.pods_report(selector, namespace) if selector else ''}"
 
-        return self._wait(ref, _available, timeout, "available", explain)
+        def selector(deployment: dict[str, Any] | None) -> str:
+            labels = as_mapping(as_mapping(as_mapping(deployment).get("spec")).get("selector")).get("matchLabels")
+            return ",".join(f"{k}={v}" for k, v in as_mapping(labels).items())
+
+        return self._wait(ref, _available, timeout, "available", explain, self._doomed(selector, namespace))
+
+    def _doomed(self, selector: str | Callable[[dict[str, Any] | None], str], namespace: str,
+                deployment: str | None = None) -> Callable[[dict[str, Any] | None], str | None]:
+        """Why a workload's wait cannot end well any more (cluster/hopeless.py): its Deployment
+        (the awaited object itself, or a named one) scaled to nothing or its pods refused, or every
+        one of its pods stuck (an image that cannot be pulled, a crash loop, no node that can
+        ever hold it)."""
+
+        def check(obj: dict[str, Any] | None) -> str | None:
+            owner = self.kube.get(Ref("apps/v1", "Deployment", deployment, namespace)) if deployment else obj
+            for why in (hopeless.scaled_to_nothing(owner), hopeless.refused_pods(owner)):
+                if why:
+                    return why
+            labels = selector(obj) if callable(selector) else selector
+            pods = self.kube.list("v1", "Pod", namespace=namespace, label_selector=labels) if labels else []
+            if not pods:
+                return None
+            nodes = self.kube.list("v1", "Node")
+            reasons = [hopeless.stuck_pod(pod, nodes) for pod in pods]
+            return "; ".join(r for r in reasons if r) if all(reasons) else None
+
+        return check
 
     def _wait(
         self, ref: Ref, done: Callable[[dict[str, Any] | None], bool], timeout: float, what: str,
         explain: Callable[[WaitTimeout, dict[str, Any] | None], str],
+        doomed: Callable[[dict[str, Any] | None], str | None] | None = None,
     ) -> dict[str, Any]:
         """Wait for `done`; a wait that already timed out on the same, unchanged object fails at
         once with the same explanation, so tests sharing a broken workload do not each wait."""
@@ -244,7 +275,12 @@ class Deployer:
                 raise WaitTimeout(f"{earlier[1]}\n(unchanged since that wait timed out earlier in this run; not waited on again)")
         self.progress(f"waiting for {ref.kind} {ref.namespace}/{ref.name} to be {what} (up to {timeout:.0f}s)")
         try:
-            return self.kube.wait_for(ref, done, timeout, what)
+            return self.kube.wait_for(ref, done, timeout, what, doomed=doomed)
+        except WaitHopeless as exc:
+            last = self.kube.get(ref)
+            message = f"{exc}\n{describe_conditions(last)}"
+            self.timed_out[str(ref)] = (identity(last), message)
+            raise WaitHopeless(message) from None
         except WaitTimeout as exc:
             last = self.kube.get(ref)
             message = explain(exc, last)

@@ -28,6 +28,7 @@ from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.platform_config import CONFIGMAP_NAME
 from serving_conformance.manifests.roles import is_platform
+from serving_conformance.manifests.scale import scaled_workloads
 from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
@@ -110,6 +111,8 @@ class ClusterSession:
                 Installer(self.settings, cluster, kube, self.manifests, self.log, source).install(provider)
                 cluster.features |= discover_features(kube)
                 cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
+                serving = [r for r in self.manifests.resources if not is_platform(r)]
+                cluster.substitutions += [s.substitution() for s in scaled_workloads(serving, self.manifests)]
                 if cluster.room:
                     cluster.room = with_modelcar(cluster.room, kube, self.settings.kserve_namespace)
                     cluster.substitutions += request_substitutions(cluster, self.manifests)
