@@ -38,13 +38,13 @@ from serving_conformance.fixtures import (
 from serving_conformance.gate import INVOLVED, SelectionCrashed
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import ManifestSet, Resource
-from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import Workload, all_workloads, needs_gpu, split_backends
 from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from, suite_outputs
 from serving_conformance.platform.deploy import WORKLOAD_KINDS
 from serving_conformance.platform.session import ClusterSession
 from serving_conformance.providers.choose import bounded_capacity
 from serving_conformance.report import ConformanceReport, tag_item
+from serving_conformance.rules.context import rule_context
 from serving_conformance.rules.findings import RuleContext
 from serving_conformance.rules.schema import schema_known
 
@@ -80,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = settings_from(config, manifests.pins)
     config.stash[SETTINGS] = settings
     config.stash[MANIFESTS] = manifests
-    context = RuleContext(manifests, settings.expect, find_config(manifests))
+    context = rule_context(manifests, settings.expect)
     config.stash[RULE_CONTEXT] = context
     note_schemaless(manifests, context)
     workerinput = getattr(config, "workerinput", None)
@@ -100,7 +100,11 @@ def note_schemaless(manifests: ManifestSet, context: RuleContext) -> None:
     """Objects of kinds no schema here covers are not schema-validated: said once per kind."""
     kinds: dict[str, int] = {}
     for resource in manifests.resources:
-        if not schema_known(resource, context):
+        try:
+            known = schema_known(resource, context)
+        except Exception:  # noqa: BLE001 - the schema rule's own case says it crashed; never stop the run here
+            known = True
+        if not known:
             key = f"{resource.api_version} {resource.kind}"
             kinds[key] = kinds.get(key, 0) + 1
     for key, count in sorted(kinds.items()):

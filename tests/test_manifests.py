@@ -3,9 +3,14 @@
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import HELM_VALUES_KIND
 from serving_conformance.manifests.platform_config import find_config
+from serving_conformance.rules.context import rule_context
+
+from .conftest import base_settings
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -32,13 +37,32 @@ def test_directories_are_walked_and_multi_document_files_split(tmp_path):
 
 
 def test_a_kustomization_contributes_only_its_resources(tmp_path):
-    write(tmp_path / "kustomization.yaml", "resources:\n  - app.yaml\n  - sub\n  - https://example.com/remote.yaml\n")
+    write(tmp_path / "kustomization.yaml", "resources:\n  - app.yaml\n  - sub\n")
     write(tmp_path / "app.yaml", DEPLOYMENT.format(name="listed"))
     write(tmp_path / "patch.yaml", DEPLOYMENT.format(name="a-patch-not-a-resource"))
+    write(tmp_path / "sub" / "kustomization.yaml", "resources:\n  - x.yaml\n")
     write(tmp_path / "sub" / "x.yaml", DEPLOYMENT.format(name="in-sub"))
+    # Below a kustomization, a file no kustomization lists (a scaffold's unused patch) is not part of it.
+    write(tmp_path / "patches" / "unused.yaml", DEPLOYMENT.format(name="an-unused-patch"))
     manifests = load_manifests(tmp_path)
     assert sorted(r.name for r in manifests.resources) == ["in-sub", "listed"]
-    assert any("remote resource" in i.message for i in manifests.not_followed)
+    reasons = {manifests.relative(p.path): p.message for p in manifests.not_followed}
+    assert reasons["patches/unused.yaml"] == ("not listed by the kustomization above it (" + tmp_path.name +
+                                              "/) (kustomization.yaml): not part of what it renders")
+    assert "beside it" in reasons["patch.yaml"]
+
+
+def test_a_kustomization_that_needs_remote_resources_is_not_judged(tmp_path):
+    """Without its remote base it cannot be rendered; its local objects as written lack its
+    namespace, labels and patches, so they are listed, not judged (a false alarm otherwise)."""
+    write(tmp_path / "kustomization.yaml", "resources:\n  - app.yaml\n  - https://example.com/remote.yaml\n"
+                                           "labels:\n  - {pairs: {app: x}, includeSelectors: true}\n")
+    write(tmp_path / "app.yaml", DEPLOYMENT.format(name="listed"))
+    manifests = load_manifests(tmp_path)
+    assert manifests.resources == [] and not manifests.problems
+    messages = [i.message for i in manifests.not_followed]
+    assert any("remote resource" in m for m in messages)
+    assert any("its local resources are not judged" in m for m in messages)
 
 
 def test_a_missing_kustomization_resource_is_a_problem(tmp_path):
@@ -68,7 +92,7 @@ def test_bad_input_is_collected_with_file_and_line(tmp_path):
     write(tmp_path / "bad.yaml", "kind: Deployment\nmetadata:\n  name: [x\n")
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
     write(tmp_path / "noname.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n")
-    problems = {p.path.name: p for p in load_manifests(tmp_path).problems}
+    problems = {p.path.name: p for p in rule_context(load_manifests(tmp_path), base_settings().expect).manifests.problems}
     assert problems["bad.yaml"].line == 4 and "not valid YAML" in problems["bad.yaml"].message
     assert "not UTF-8" in problems["binary.yaml"].message
     assert "no metadata.name" in problems["noname.yaml"].message
@@ -87,3 +111,45 @@ def test_an_empty_manifests_dir_fails_one_test_naming_it(pytester, repo, tmp_pat
 
     result.assert_outcomes(failed=1, skipped=len(static_rules()))
     result.stdout.fnmatch_lines([f"*{empty}: holds no YAML manifests*"])
+
+
+def test_documents_without_a_name_are_problems_only_where_the_api_server_serves_their_kind(tmp_path):
+    write(tmp_path / "service.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n")
+    write(tmp_path / "job.yaml", "apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: perf-}\nspec: {}\n")
+    write(tmp_path / "skaffold.yaml", "apiVersion: skaffold/v2beta29\nkind: Config\nbuild: {}\n")
+    write(tmp_path / "report.yaml", "apiVersion: gateway.networking.k8s.io/v1\nkind: ConformanceReport\nmode: x\n")
+    write(tmp_path / "istio.yaml", "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec: {}\n")
+    context = rule_context(load_manifests(tmp_path), base_settings().expect)
+    manifests = context.manifests
+    assert [(p.path.name, p.message) for p in manifests.problems] == [("service.yaml", "Service has no metadata.name")]
+    assert [r.name for r in manifests.resources] == ["perf-<generated>"]  # kubectl create names it
+    skipped = {p.path.name: p.message for p in manifests.not_followed}
+    assert set(skipped) == {"skaffold.yaml", "report.yaml", "istio.yaml"}
+    assert all("not an object an API server would hold" in m for m in skipped.values())
+
+
+@pytest.mark.parametrize("text", [
+    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "{{ .Release.Name }}-config"\n',
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: '{{ .Values.a | quote }}'\n",
+    "apiVersion: v1\nkind: Service\nmetadata:\n  name: ${EXTENSION_NAME:-epp}\n",
+    "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  namespace: ${NAMESPACE}\n",
+])
+def test_templates_are_not_judged_as_objects(tmp_path, text):
+    write(tmp_path / "t.yaml", text)
+    manifests = load_manifests(tmp_path)
+    assert manifests.resources == [] and not manifests.problems
+    assert "template" in manifests.not_followed[0].message
+
+
+def test_kserve_go_templates_in_its_configuration_are_data(tmp_path):
+    """KServe's own domainTemplate is a Go template it expands itself: the ConfigMap is judged."""
+    write(tmp_path / "c.yaml", 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inferenceservice-config\n'
+                               'data:\n  ingress: \'{"domainTemplate": "{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}"}\'\n')
+    assert [r.name for r in load_manifests(tmp_path).resources] == ["inferenceservice-config"]
+
+
+@pytest.mark.parametrize("name, read", [("values.yaml", True), ("values-prod.yaml", True), ("kserve.values.yaml", True),
+                                        ("common-sections.yaml", False), ("kserve-llmisvc-values.yaml", False)])
+def test_kserve_values_are_read_from_files_named_as_values(tmp_path, name, read):
+    write(tmp_path / name, "kserve:\n  controller: {deploymentMode: Standard}\n  storage: {}\n")
+    assert bool(load_manifests(tmp_path).resources) is read

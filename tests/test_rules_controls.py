@@ -29,8 +29,8 @@ from serving_conformance.base.data import DEFAULT_MANIFESTS
 from serving_conformance.checks.static import Failure, assert_rule_holds, control_problems
 from serving_conformance.manifests.faults import Fault, load_faults, materialize
 from serving_conformance.manifests.load import load_manifests
-from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.options import add_options, settings_from
+from serving_conformance.rules.context import rule_context
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def _context(manifests_dir: Path, options: tuple[str, ...]) -> RuleContext:
     option = parser.parse(["--manifests-dir", str(manifests_dir), *options])
     config = SimpleNamespace(option=option, invocation_params=SimpleNamespace(dir=Path.cwd()))
     manifests = load_manifests(manifests_dir)
-    return RuleContext(manifests, settings_from(config, manifests.pins).expect, find_config(manifests))
+    return rule_context(manifests, settings_from(config, manifests.pins).expect)
 
 
 @cache

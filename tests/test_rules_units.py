@@ -13,9 +13,10 @@ import yaml
 from serving_conformance.base.settings import Expectations
 from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
-from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources, rollout, wiring
+from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources, rollout, schema, wiring
 from serving_conformance.rules.common import standard_mode
 from serving_conformance.rules.findings import Rule, RuleContext
+from serving_conformance.rules.schema import SCHEMA_VALID
 
 IMAGE = "vllm/vllm-openai:v0.23.0@sha256:" + "6d" * 32
 CPU_IMAGE = "vllm/vllm-openai-cpu:v0.23.0-x86_64@sha256:" + "62" * 32
@@ -710,7 +711,7 @@ spec: {group: example.com, names: {kind: Other}, versions: [{name: v2, schema: {
         "example.com/v2/Other": {"type": "object", "properties": {"metadata": {"type": "object"}}},
     }
     assert _crd_schemas(tmp_path) == expected
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".closed-schemas.json", "nested", "other.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".closed-schemas-{schema.CLOSING}.json", "nested", "other.yaml"]
     (tmp_path / "other.yaml").unlink()
     assert _crd_schemas(tmp_path) == expected  # read back from the cache
 
@@ -863,3 +864,130 @@ unknownTop: 1
     ctx = schema_ctx(values)
     assert [f.found.split(" is not")[0] for f in SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)] == [
         "kserve.controller.deploymentMod", "kserve.controller.gateway.typo", "unknownTop"]
+
+
+# --- what counts as vLLM, and on what it runs (the field trial's false alarms) ----------------------
+
+from serving_conformance.manifests.workloads import Container  # noqa: E402
+
+
+@pytest.mark.parametrize("image, command, expected", [
+    ("vllm/vllm-openai:v0.23.0", [], True),
+    ("docker.io/vllm/vllm-openai-cpu:v0.23.0-x86_64", [], True),
+    ("vllm/vllm-tpu:latest", [], True),
+    ("us-docker.pkg.dev/acme/ml/vllm-qwen:1", [], True),
+    ("ghcr.io/llm-d/llm-d-cuda:v0.3", ["vllm", "serve"], True),
+    ("python:3.11", ["python3", "-m", "vllm.entrypoints.openai.api_server"], True),
+    ("busybox", ["/bin/sh", "-c", "exec vllm serve /mnt/models"], True),
+    ("quay.io/rh-aiservices-bu/gradio-rag-milvus-vllm-openai:latest", [], False),  # a UI that calls vLLM
+    ("aibrix/vllm-mock:nightly", ["python3", "app.py"], False),  # imitates its API
+    ("python:3.11", ["python3", "app.py", "--vllm-url=http://x"], False),
+])
+def test_what_runs_vllm(image, command, expected):
+    assert Container({"name": "c", "image": image, "command": command}).is_vllm is expected
+
+
+@pytest.mark.parametrize("body, accelerator", [
+    ({"image": "vllm/vllm-openai:v0.23.0"}, "cuda"),
+    ({"image": "vllm/vllm-openai-cpu:v0.23.0-x86_64"}, "cpu"),
+    ({"image": "quay.io/x/vllm:cpu-0.9"}, "cpu"),
+    ({"image": "vllm/vllm-tpu:latest"}, "tpu"),
+    ({"image": "vllm/vllm-openai:v0.23.0", "resources": {"limits": {"google.com/tpu": 8}}}, "tpu"),
+    ({"image": "rocm/vllm:latest"}, "cuda"),  # the org says ROCm; the resource decides below
+    ({"image": "rocm/vllm:latest", "resources": {"limits": {"amd.com/gpu": 1}}}, "rocm"),
+    ({"image": "vllm/vllm-rocm:v0.9"}, "rocm"),
+])
+def test_what_vllm_runs_on(body, accelerator):
+    assert Container({"name": "c", **body}).accelerator == accelerator
+
+
+def _vllm_deployment(name: str, image: str, limits: str) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  strategy: {{type: Recreate}}
+  template:
+    spec:
+      containers: [{{name: vllm, image: "{image}", resources: {{limits: {limits}}}}}]
+---"""
+
+
+def test_a_tpu_vllm_or_a_runtime_template_needs_no_nvidia_gpu_limit():
+    ctx = context(_vllm_deployment("tpu", "vllm/vllm-tpu:latest", "{google.com/tpu: 8}")
+                  + _vllm_deployment("cuda", IMAGE, "{cpu: 4}") + """
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata: {name: runtime}
+spec:
+  containers: [{name: kserve-container, image: "vllm/vllm-openai:v0.23.0"}]
+""")
+    assert "tpu" not in {r.name for r in gpu.GPU_WORKLOADS.select(ctx)}  # not a GPU workload at all
+    assert found(gpu.GPU_WORKLOADS, ctx, "runtime") == []
+    assert found(gpu.GPU_WORKLOADS, ctx, "cuda") == [
+        "deployment/cuda container 'vllm' runs a GPU vLLM image without limits['nvidia.com/gpu']"]
+
+
+def test_a_runtime_template_may_leave_the_cpu_request_to_its_inferenceservices():
+    ctx = context("""
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata: {name: runtime}
+spec:
+  containers: [{name: kserve-container, image: "vllm/vllm-openai-cpu:v0.23.0"}]
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata: {name: one-core}
+spec:
+  containers: [{name: kserve-container, image: "vllm/vllm-openai-cpu:v0.23.0", resources: {requests: {cpu: "1"}}}]
+""")
+    assert found(resources.VLLM_CPU, ctx, "runtime") == []
+    assert found(resources.VLLM_CPU, ctx, "one-core") == ["servingruntime/one-core container 'kserve-container' requests cpu='1'"]
+
+
+def test_a_probe_without_a_handler_is_left_to_the_controller_that_completes_it():
+    ctx = context("""
+apiVersion: serving.kserve.io/v1alpha1
+kind: LLMInferenceService
+metadata: {name: opt}
+spec:
+  template:
+    containers:
+      - name: main
+        image: vllm/vllm-openai-cpu:v0.23.0
+        livenessProbe: {initialDelaySeconds: 30, periodSeconds: 30}
+""")
+    chosen = [r for r in ports.VLLM_PORT.select(ctx) if r.name == "opt"]
+    assert all(ports.VLLM_PORT.check(r, ctx) == [] for r in chosen)
+
+
+# --- schemas as the API server applies them (false alarms of the field trial, checked on a real one) -
+
+
+@pytest.mark.parametrize("text", [
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: b}\n"
+    "roleRef: {kind: ClusterRole, name: r}\nsubjects: [{kind: ServiceAccount, name: s, namespace: d}]\n",
+    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\n",
+    "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: c\n"
+    "  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+    "  addresses: [{type: Hostname, value: example.com}, {type: example.com/custom, value: anything}]\n",
+])
+def test_what_the_api_server_accepts_passes(text):
+    ctx = context(text)
+    assert [f.found for r in ctx.manifests.resources for f in SCHEMA_VALID.check(r, ctx)] == []
+
+
+@pytest.mark.parametrize("text, words", [
+    ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template: {spec: {containers: [{name: c, image: i}]}}\n",
+     "'selector' is a required property"),
+    ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {apiGroup: x}\n",
+     "'kind' is a required property"),
+    ("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  gatewayClassName: c\n"
+     "  listeners: [{name: http, port: 80, protocol: HTTP}]\n  addresses: [{type: IPAddress, value: x, extra: 1}]\n",
+     "addresses.0"),
+])
+def test_what_the_api_server_refuses_fails(text, words):
+    ctx = context(text)
+    assert any(words in f.found for r in ctx.manifests.resources for f in SCHEMA_VALID.check(r, ctx))

@@ -73,12 +73,50 @@ def parse_documents(text: str) -> Iterator[tuple[int, Any]]:
     return yamlsafe.parse_documents(text)
 
 
-def is_kserve_helm_values(data: Any) -> bool:
-    """Values of the kserve-resources chart: a top-level `kserve` mapping, no `kind`."""
+def is_values_file(path: Path) -> bool:
+    """A file named as Helm values are (values.yaml, values-prod.yaml, kserve.values.yaml, or any
+    file in a values/ directory); other charts' (llmisvc, crd) excluded by name."""
+    name = path.name.lower()
+    if any(other in name for other in ("llmisvc", "crd", "localmodel")):
+        return False
+    return "values" in name or path.parent.name.lower() == "values"
+
+
+def is_kserve_helm_values(data: Any, path: Path | None = None) -> bool:
+    """Values of the kserve-resources chart: a top-level `kserve` mapping, no `kind`, in a file
+    named as values are."""
     if not isinstance(data, Mapping) or "kind" in data or "apiVersion" in data:
+        return False
+    if path is not None and not is_values_file(path):
         return False
     kserve = data.get("kserve")
     return isinstance(kserve, Mapping) and bool({"controller", "storage"} & set(kserve))
+
+
+def _owning_kustomization(path: Path, tree: Mapping[Path, kustomize.Kustomization],
+                          top: Path) -> kustomize.Kustomization | None:
+    """The nearest kustomization at or above the file's directory (up to the manifests root): a
+    GitOps tool pointed at that directory renders it, and applies nothing else below it."""
+    for directory in [path.parent, *path.parent.parents]:
+        if directory in tree:
+            return tree[directory]
+        if directory == top or top not in directory.parents:
+            return None
+    return None
+
+
+# Helm's own template expressions: a file holding them is a chart template (other Go templates,
+# such as KServe's domainTemplate "{{ .Name }}-{{ .Namespace }}", are data, not Helm's).
+_HELM_EXPRESSION = re.compile(r"\{\{-?\s*(?:[^}]*?\.(?:Values|Release|Chart|Capabilities|Files|Template)\b|"
+                              r"(?:include|template|tpl|toYaml|required|define|end)\b)")
+# A placeholder for envsubst or a shell: such a file is a template too.
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-=?+][^}]*)?\}")
+
+
+def _templated_name(data: Mapping[str, Any]) -> bool:
+    meta = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
+    texts = [str(meta.get(k) or "") for k in ("name", "namespace", "generateName")]
+    return any("{{" in t or _PLACEHOLDER.search(t) for t in texts)
 
 
 class _Walker:
@@ -176,12 +214,15 @@ class _Walker:
         for directory, k in sorted(tree.items()):
             if directory not in included:
                 self.render_root(k, tree)
+        top = root.resolve()
         for path in found:
             resolved = path.resolve()
             if resolved in consumed:
                 continue
-            if resolved.parent in tree:
-                self.skip(path, f"not listed by the kustomization beside it ({tree[resolved.parent].path.name}): "
+            owner = _owning_kustomization(resolved, tree, top)
+            if owner is not None:
+                where = "beside it" if owner.directory == resolved.parent else f"above it ({owner.directory.name}/)"
+                self.skip(path, f"not listed by the kustomization {where} ({owner.path.name}): "
                                 "not part of what it renders")
             elif path.suffix == ".json":
                 self.skip(path, "a JSON file: not read (manifests are YAML)")
@@ -233,14 +274,12 @@ class _Walker:
             self.add(source, self.line_of(source, document), document, via=root.path)
 
     def read_unrendered(self, members: list[kustomize.Kustomization], why: str) -> None:
-        """A kustomization that cannot be rendered: its local files, as written (said so)."""
+        """A kustomization that cannot be rendered: its local resources are not judged either, since
+        without its namespace, labels, patches and images they are not what it deploys (a
+        selector its labels add would be missing, say); each is listed."""
         for k in members:
-            self.skip(k.path, f"not rendered ({why}): its local resources are read as written, without its "
-                              "namespace, patches or images")
-            for path in k.files:
-                if path.suffix in YAML_SUFFIXES and path in {(k.directory / str(e)).resolve()
-                                                             for e in k.spec.get("resources") or []}:
-                    self.load_file(path)
+            self.skip(k.path, f"not rendered ({why}): its local resources are not judged (without its namespace, "
+                              "labels, patches and images they are not what it deploys)")
 
     def line_of(self, source: Path, document: Mapping[str, Any]) -> int:
         """Where the object starts in its source file (1 when it cannot be told)."""
@@ -282,6 +321,9 @@ class _Walker:
             self.result.problems.append(LoadProblem(path, None, str(exc)))
             return None
         self.bytes_read += len(text)
+        if _HELM_EXPRESSION.search(text):
+            self.skip(path, "a Helm template ({{ .Values ... }}): not rendered")
+            return None
         try:
             return list(parse_documents(text))
         except yaml.YAMLError as exc:
@@ -306,7 +348,7 @@ class _Walker:
         if options_file.is_options_document(data):
             self.skip(path, "the suite's own options file: not a manifest under test", line)
             return
-        if is_kserve_helm_values(data):
+        if is_kserve_helm_values(data, path):
             self.result.resources.append(Resource(data, path, line, HELM_VALUES_KIND, via))
             return
         if not isinstance(data, Mapping) or "kind" not in data or "apiVersion" not in data:
@@ -321,9 +363,17 @@ class _Walker:
             for item in data.get("items") or []:
                 self.add(path, line, item, via)
             return
-        if not isinstance(data.get("metadata"), Mapping) or not data["metadata"].get("name"):
-            self.result.problems.append(LoadProblem(path, line, f"{data['kind']} has no metadata.name"))
+        if _templated_name(data):
+            self.skip(path, f"{data['kind']} named by a template placeholder: a template, not rendered", line)
             return
+        meta = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
+        if not meta.get("name"):
+            if meta.get("generateName"):  # `kubectl create` names it: judged under that prefix
+                data = {**data, "metadata": {**meta, "name": f"{meta['generateName']}<generated>"}}
+            else:
+                self.result.nameless.append(LoadProblem(path, line, f"{data['kind']} has no metadata.name"))
+                self.result.nameless_documents.append(data)
+                return
         group = str(data.get("apiVersion", "")).rpartition("/")[0]
         if POINTER_KINDS.get(str(data["kind"])) == group:
             self.skip(path, f"Argo CD {data['kind']} {data['metadata']['name']}: its sources are not followed", line)

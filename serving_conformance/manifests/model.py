@@ -113,6 +113,11 @@ class ManifestSet:
     not_followed: list[LoadProblem] = field(default_factory=list)
     # Facts found while reading that qualify the verdict (duplicate objects, detected pins).
     notices: list[str] = field(default_factory=list)
+    # Documents with a kind but no metadata.name: an object of a kind the API server serves is a
+    # problem; a tool's document (a report, a CLI's config) is not followed. Decided once the
+    # schemas are known (classify_nameless), where the two lists are parallel.
+    nameless: list[LoadProblem] = field(default_factory=list)
+    nameless_documents: list[Mapping[str, Any]] = field(default_factory=list, repr=False)
     # Pins the repository declares itself, e.g. {"gateway-api": ("1.5.0", "standard")}.
     pins: dict[str, tuple[str, str]] = field(default_factory=dict)
     _by_kind: dict[str, list[Resource]] = field(default_factory=dict, repr=False, compare=False)

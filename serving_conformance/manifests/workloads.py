@@ -28,6 +28,19 @@ KSERVE_DEFAULT_PORT = 8080
 MODELCAR_MOUNT = "/mnt/models"
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# vLLM's images: the repository's last part is "vllm" or starts with "vllm-"/"vllm_".
+_VLLM_IMAGE = re.compile(r"^vllm(?:[-_][a-z0-9][a-z0-9._-]*)?$")
+_VLLM_COMMAND = re.compile(r"(?:^|[\s/])vllm(?:\s+serve\b|\s|$)|vllm\.entrypoints")
+# Accelerators other than NVIDIA's, by the resource a container asks for and by image words.
+ACCELERATOR_RESOURCES = {
+    "google.com/tpu": "tpu", "amd.com/gpu": "rocm", "aws.amazon.com/neuron": "neuron",
+    "aws.amazon.com/neuroncore": "neuron", "habana.ai/gaudi": "hpu", "gpu.intel.com/i915": "xpu",
+    "gpu.intel.com/xe": "xpu",
+}
+ACCELERATOR_WORDS = {
+    "cpu": {"cpu"}, "tpu": {"tpu"}, "rocm": {"rocm"}, "neuron": {"neuron"}, "hpu": {"hpu", "gaudi"},
+    "xpu": {"xpu"},
+}
 OCI_DIGEST_URI = re.compile(r"^oci://[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$")
 # The release a tag names, pre-release and post-release parts included (v0.23.0rc1 is not 0.23.0);
 # an architecture suffix (v0.23.0-x86_64) is not part of it.
@@ -164,9 +177,29 @@ class Container:
 
     @property
     def is_vllm(self) -> bool:
-        if "vllm" in self.image.repository.rsplit("/", 1)[-1]:
+        """vLLM's own image (vllm/vllm-openai, vllm-openai-cpu, vllm-tpu, rocm/vllm, a platform's
+        vllm-* build), or a command that runs it (`vllm serve`, `python -m vllm.entrypoints...`).
+        Images that only carry the word (a UI calling vLLM, a mock imitating its API) are not."""
+        name = self.image.repository.rsplit("/", 1)[-1].lower()
+        if "mock" in name:
+            return False
+        if _VLLM_IMAGE.match(name):
             return True
-        return any("vllm" in part for part in self.command)
+        return any(_VLLM_COMMAND.search(part) for part in self.command)
+
+    @property
+    def accelerator(self) -> str:
+        """What vLLM runs on: an accelerator resource the container asks for, else what its image
+        is built for (cpu, tpu, rocm, neuron, hpu, xpu in its name or tag), else CUDA GPUs."""
+        asked = set(self.limits()) | set(self.requests())
+        for resource, accelerator in ACCELERATOR_RESOURCES.items():
+            if resource in asked:
+                return accelerator
+        tokens = set(re.split(r"[-_.:/]", f"{self.image.repository.rsplit('/', 1)[-1]}:{self.image.tag or ''}".lower()))
+        for accelerator, words in ACCELERATOR_WORDS.items():
+            if tokens & words:
+                return accelerator
+        return "cuda"
 
     @property
     def vllm(self) -> VllmArgs:
@@ -182,8 +215,8 @@ class Container:
 
     @property
     def is_cpu_build(self) -> bool:
-        """vLLM's CPU images carry "cpu" in their repository name (vllm-openai-cpu, vllm-cpu-...)."""
-        return "cpu" in self.image.repository.rsplit("/", 1)[-1]
+        """vLLM's CPU images say so (vllm-openai-cpu, vllm-cpu-..., a cpu tag)."""
+        return self.accelerator == "cpu"
 
 
 def vllm_cli_tokens(command: Sequence[str], args: Sequence[str]) -> list[str]:

@@ -7,19 +7,22 @@ from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.rules.common import vllm_containers
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
+# KServe's serving runtimes are templates: each InferenceService that uses one gives the resources.
+RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
+
 
 def _runs_vllm_gpu(resource: Resource) -> bool:
-    return any(not c.is_cpu_build for _, c in vllm_containers(resource))
+    return any(c.accelerator == "cuda" for _, c in vllm_containers(resource))
 
 
 def _check_gpu(resource: Resource, ctx: RuleContext) -> list[Finding]:
     findings = []
     checked: set[str] = set()
     for workload, container in vllm_containers(resource):
-        if container.is_cpu_build:
+        if container.accelerator != "cuda":
             continue
         where = f"{workload.label} container {container.name!r}"
-        if GPU_RESOURCE not in container.limits():
+        if GPU_RESOURCE not in container.limits() and resource.kind not in RUNTIME_KINDS:
             findings.append(
                 Finding(
                     found=f"{where} runs a GPU vLLM image without limits[{GPU_RESOURCE!r}]",

@@ -59,6 +59,8 @@ def _check_ports(resource: Resource, ctx: RuleContext) -> list[Finding]:
                 )
             )
         for probe, probe_port in container.probe_ports().items():
+            if probe_port is None:
+                continue  # no handler here: a template the controller completes (LLMInferenceService)
             resolved = _resolve_port(container, probe_port)
             if resolved != port:
                 findings.append(

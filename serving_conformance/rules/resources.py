@@ -82,6 +82,8 @@ def _check_vllm_cpu(resource: Resource, ctx: RuleContext) -> list[Finding]:
         if not container.is_cpu_build:
             continue
         request = container.requests().get("cpu")
+        if request is None and resource.kind in ("ServingRuntime", "ClusterServingRuntime"):
+            continue  # a runtime is a template: each InferenceService using it gives the request
         cores = quantity(request) if request is not None else None
         if cores is None or cores < VLLM_CPU_MIN_CORES:
             findings.append(

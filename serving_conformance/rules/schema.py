@@ -32,13 +32,20 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 _FREE_FORM_DEFAULTS = ({}, [], None, "")
 
 
+# Value constraints of a structural schema: their branches add no fields, so they are never closed
+# (a oneOf branch naming only `type` would otherwise refuse the `value` beside it).
+_JUNCTORS = ("oneOf", "anyOf", "allOf", "not")
+# The version of how schemas are closed: part of the cache file's name, so a change is never served stale.
+CLOSING = "2"
+
+
 def _closed(schema: Any) -> Any:
     """A copy of a CRD schema where every object with properties rejects unknown fields."""
     if isinstance(schema, list):
         return [_closed(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    result = {k: _closed(v) for k, v in schema.items()}
+    result = {k: (v if k in _JUNCTORS else _closed(v)) for k, v in schema.items()}
     if (
         "properties" in result
         and "additionalProperties" not in result
@@ -52,7 +59,7 @@ def _closed(schema: Any) -> Any:
 
 def _crd_schemas(directory: Path) -> dict[str, Any]:
     """Closed schemas by "group/version/Kind", converted once from the CRDs and cached as JSON."""
-    cached = directory / ".closed-schemas.json"
+    cached = directory / f".closed-schemas-{CLOSING}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     schemas = {}
@@ -117,7 +124,7 @@ def _inline_refs(node: Any, definitions: dict[str, Any], seen: tuple[str, ...] =
     if not isinstance(node, dict):
         return node
     reference = node.get("$ref")
-    if reference is None:
+    if not isinstance(reference, str):  # none, or a property named "$ref" (CRDs describe JSON schemas)
         return {key: _inline_refs(value, definitions, seen) for key, value in node.items()}
     name = reference.rsplit("/", 1)[-1]
     rest = {key: _inline_refs(value, definitions, seen) for key, value in node.items() if key != "$ref"}
@@ -172,9 +179,26 @@ def _path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+# Fields the published schemas call required that the API server fills in or lets be absent (its
+# own validation decides, checked on a kube-apiserver 1.34): (kind, parent path, field).
+SERVER_OPTIONAL = {
+    ("RoleBinding", "roleRef", "apiGroup"), ("ClusterRoleBinding", "roleRef", "apiGroup"),
+    ("EndpointSlice", "", "endpoints"),
+}
+
+
+def _server_optional(resource: Resource, error: jsonschema.ValidationError) -> bool:
+    if error.validator != "required":
+        return False
+    parent = ".".join(str(p) for p in error.absolute_path)
+    missing = [name for name in error.validator_value if name not in (error.instance or {})]
+    return all((resource.kind, parent, name) in SERVER_OPTIONAL for name in missing) and bool(missing)
+
+
 def _check_object(resource: Resource, ctx: RuleContext) -> list[Finding]:
     validator = _validator_for(resource, ctx)
-    errors = sorted(validator.iter_errors(dict(resource.body)), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted((e for e in validator.iter_errors(dict(resource.body)) if not _server_optional(resource, e)),
+                    key=lambda e: list(map(str, e.absolute_path)))
     findings = [
         Finding(
             found=f"{_path(error)}: {error.message}",
@@ -235,6 +259,50 @@ def schema_known(resource: Resource, ctx: RuleContext) -> bool:
         return _core_validator(_core_schema_dir(ctx.expect.kubernetes_version), _core_filename(resource)) is not None
     except CannotCheck:
         return True  # judged, and skipped with the reason
+
+
+# Groups whose kinds this suite knows all of (Kubernetes' own, KServe's, Gateway API's): a kind or
+# version of theirs that the pinned release does not serve is a mistake, not another API.
+CORE_GROUPS = ("", "apps", "batch", "autoscaling", "policy", "extensions")
+
+
+def known_group(group: str) -> bool:
+    return group in CORE_GROUPS or group.endswith(".k8s.io") or group == KSERVE_GROUP
+
+
+def kind_served(api_version: str, kind: str, ctx: RuleContext) -> bool | None:
+    """Whether the pinned releases serve `kind` at `api_version`: True or False for a group known
+    here, None for other groups (Argo CD, KEDA, a tool's own apiVersion) or where the schemas are
+    not obtainable."""
+    group, _, version = api_version.rpartition("/")
+    if not known_group(group):
+        return None
+    probe = Resource({"apiVersion": api_version, "kind": kind}, Path("-"), 0)
+    try:
+        if group in (KSERVE_GROUP, GATEWAY_GROUP):
+            expect = ctx.expect
+            validators = (_kserve_validators(expect.kserve_version) if group == KSERVE_GROUP
+                          else _gateway_validators(expect.gateway_api_version, expect.gateway_api_channel))
+            return f"{group}/{version}/{kind}" in validators
+        return _core_validator(_core_schema_dir(ctx.expect.kubernetes_version), _core_filename(probe)) is not None
+    except (UpstreamUnavailable, CannotCheck):
+        return None
+
+
+def classify_nameless(ctx: RuleContext) -> None:
+    """Documents without metadata.name: a kind the API server serves needs one (a problem of the
+    file); anything else (a tool's config or report borrowing an apiVersion) is not followed."""
+    manifests = ctx.manifests
+    for problem, data in zip(manifests.nameless, manifests.nameless_documents):
+        if kind_served(str(data.get("apiVersion", "")), str(data.get("kind", "")), ctx):
+            manifests.problems.append(problem)
+        else:
+            manifests.not_followed.append(type(problem)(
+                problem.path, problem.line,
+                f"{data.get('apiVersion')} {data.get('kind')} without metadata.name: not an object an API server "
+                "would hold (a tool's configuration or report): not judged"))
+    manifests.nameless.clear()
+    manifests.nameless_documents.clear()
 
 
 SCHEMA_VALID = Rule(
