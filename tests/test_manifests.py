@@ -153,3 +153,23 @@ def test_kserve_go_templates_in_its_configuration_are_data(tmp_path):
 def test_kserve_values_are_read_from_files_named_as_values(tmp_path, name, read):
     write(tmp_path / name, "kserve:\n  controller: {deploymentMode: Standard}\n  storage: {}\n")
     assert bool(load_manifests(tmp_path).resources) is read
+
+
+def test_a_component_no_kustomization_uses_is_not_rendered_alone(tmp_path):
+    write(tmp_path / "component" / "kustomization.yaml",
+          "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nlabels: [{pairs: {a: b}}]\n")
+    manifests = load_manifests(tmp_path)
+    assert not manifests.problems
+    assert "Component" in manifests.not_followed[0].message
+
+
+def test_yaml_with_an_applications_tags_and_testdata_are_not_manifests(tmp_path):
+    write(tmp_path / "mkdocs.yml", "emoji: !!python/name:material.extensions.emoji.twemoji\n")
+    write(tmp_path / "pkg" / "testdata" / "broken.yaml", "a: [\n")
+    write(tmp_path / "app.yaml", DEPLOYMENT.format(name="app"))
+    manifests = load_manifests(tmp_path)
+    assert not manifests.problems and [r.name for r in manifests.resources] == ["app"]
+    reasons = {manifests.relative(p.path): p.message for p in manifests.not_followed}
+    assert "application's tags" in reasons["mkdocs.yml"] and "testdata" in reasons["pkg/testdata"]
+    # Pointed at directly, a testdata directory is judged.
+    assert load_manifests(tmp_path / "pkg" / "testdata").problems

@@ -413,11 +413,19 @@ def service(ports: str, selector: str = "{app: raw}") -> str:
         ("[{port: 80}]", "{app: raw}", ["service/svc sends port 80 to 80, vLLM listens on 8000"]),
         ("[{port: 80}]", "{app: other}", []),
         ("[{port: 80}]", "{}", []),
+        ("[{port: 8000}, {port: 8080}]", "{app: raw}", []),  # a sidecar's port beside vLLM's
+        ("[{port: 80}, {port: 8080}]", "{app: raw}", ["service/svc sends port 80 to 80, port 8080 to 8080, vLLM listens on 8000"]),
     ],
-    ids=["port-is-target", "digit-string", "named", "unknown-name", "port-80", "other-selector", "no-selector"],
+    ids=["port-is-target", "digit-string", "named", "unknown-name", "port-80", "other-selector", "no-selector",
+         "another-port-beside", "none-reaches-vllm"],
 )
 def test_services_selecting_raw_vllm_send_traffic_to_its_port(service_ports, selector, expected):
     assert found(ports.VLLM_PORT, context(raw() + service(service_ports, selector))) == expected
+
+
+def test_a_service_in_another_namespace_selects_nothing_here():
+    other = "\napiVersion: v1\nkind: Service\nmetadata: {name: svc, namespace: elsewhere}\nspec: {selector: {app: raw}, ports: [{port: 80}]}\n---"
+    assert found(ports.VLLM_PORT, context(raw() + other)) == []
 
 
 def test_probe_ports_resolve_names_and_digit_strings():
@@ -991,3 +999,18 @@ def test_what_the_api_server_accepts_passes(text):
 def test_what_the_api_server_refuses_fails(text, words):
     ctx = context(text)
     assert any(words in f.found for r in ctx.manifests.resources for f in SCHEMA_VALID.check(r, ctx))
+
+
+def test_gpus_from_a_resource_claim_need_no_nvidia_limit():
+    ctx = context("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: dra}
+spec:
+  strategy: {type: Recreate}
+  template:
+    spec:
+      resourceClaims: [{name: gpus, resourceClaimTemplateName: t}]
+      containers: [{name: vllm, image: "ghcr.io/llm-d/llm-d:v0.2.0", command: [vllm, serve], resources: {claims: [{name: gpus}]}}]
+""")
+    assert found(gpu.GPU_WORKLOADS, ctx, "dra") == []

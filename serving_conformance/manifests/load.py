@@ -128,6 +128,7 @@ class _Walker:
         self.real_roots = tuple(r for r in (files.real_path(root) for root in result.roots) if isinstance(r, Path))
         self.bytes_read = 0
         self.full = False  # a limit on the whole walk was reached: read nothing more
+        self._starts: dict[Path, dict[tuple[Any, Any], int]] = {}
 
     # --- scanning -----------------------------------------------------------------------------
 
@@ -168,6 +169,12 @@ class _Walker:
                 if entry.name.startswith("."):
                     if entry.name not in (".git",) and entry.is_dir():
                         self.skip(path, "a hidden directory: not read")
+                    continue
+                if entry.name == "testdata" and entry.is_dir():
+                    # Go's convention (the go tool ignores it): a program's test fixtures, some
+                    # deliberately broken, never manifests to deploy.
+                    self.skip(path, "a testdata directory (a program's test fixtures): not read; pass it as "
+                                    "--manifests-dir to judge it")
                     continue
                 wanted = path.suffix in YAML_SUFFIXES or path.suffix == ".json"
                 if inspected.kind == "dir" and inspected.real is not None:
@@ -212,8 +219,13 @@ class _Walker:
             for missing, why in k.missing.items():
                 self.result.problems.append(LoadProblem(k.path, None, f"lists {missing!r}, which {why}"))
         for directory, k in sorted(tree.items()):
-            if directory not in included:
-                self.render_root(k, tree)
+            if directory in included:
+                continue
+            if k.spec.get("kind") == "Component":
+                self.skip(k.path, "a kustomize Component no kustomization here uses: it is rendered only through "
+                                  "the kustomizations that list it under components")
+                continue
+            self.render_root(k, tree)
         top = root.resolve()
         for path in found:
             resolved = path.resolve()
@@ -282,16 +294,22 @@ class _Walker:
                               "labels, patches and images they are not what it deploys)")
 
     def line_of(self, source: Path, document: Mapping[str, Any]) -> int:
-        """Where the object starts in its source file (1 when it cannot be told)."""
+        """Where the object starts in its source file (1 when it cannot be told); each source is
+        parsed once per run (a rendered release bundle has thousands of objects in one file)."""
         meta = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
-        try:
-            for line, data in parse_documents(files.read_text(source)):
-                if isinstance(data, Mapping) and data.get("kind") == document.get("kind") \
-                        and isinstance(data.get("metadata"), Mapping) and data["metadata"].get("name") == meta.get("name"):
-                    return line
-        except (ValueError, yaml.YAMLError):
-            pass
-        return 1
+        return self.starts(source).get((document.get("kind"), meta.get("name")), 1)
+
+    def starts(self, source: Path) -> dict[tuple[Any, Any], int]:
+        if source not in self._starts:
+            found: dict[tuple[Any, Any], int] = {}
+            try:
+                for line, data in parse_documents(files.read_text(source)):
+                    if isinstance(data, Mapping) and isinstance(data.get("metadata"), Mapping):
+                        found.setdefault((data.get("kind"), data["metadata"].get("name")), line)
+            except (ValueError, yaml.YAMLError):
+                pass
+            self._starts[source] = found
+        return self._starts[source]
 
     def note_pin(self, url: str) -> None:
         match = _GATEWAY_API_URL.search(url)
@@ -326,6 +344,11 @@ class _Walker:
             return None
         try:
             return list(parse_documents(text))
+        except yaml.constructor.ConstructorError as exc:
+            # Valid YAML with an application's tags (mkdocs' !!python/name:...): not a manifest.
+            self.skip(path, f"YAML with an application's tags ({getattr(exc, 'problem', '') or exc}): not a "
+                            "Kubernetes manifest, not read")
+            return None
         except yaml.YAMLError as exc:
             if "{{" in text and not isinstance(exc, yamlsafe.YAMLLimitError):  # a Go/Helm template
                 self.skip(path, "a template ({{ ... }}): not rendered")

@@ -214,6 +214,11 @@ class Container:
         return GPU_RESOURCE in self.limits() or GPU_RESOURCE in self.requests()
 
     @property
+    def claims_devices(self) -> bool:
+        """Devices from Dynamic Resource Allocation (resources.claims): GPUs without a count here."""
+        return bool(as_list(self.resources.get("claims")))
+
+    @property
     def is_cpu_build(self) -> bool:
         """vLLM's CPU images say so (vllm-openai-cpu, vllm-cpu-..., a cpu tag)."""
         return self.accelerator == "cpu"

@@ -22,6 +22,8 @@ def _check_gpu(resource: Resource, ctx: RuleContext) -> list[Finding]:
         if container.accelerator != "cuda":
             continue
         where = f"{workload.label} container {container.name!r}"
+        if container.claims_devices:
+            continue  # its GPUs come from a ResourceClaim (DRA): no count to check against the slots
         if GPU_RESOURCE not in container.limits() and resource.kind not in RUNTIME_KINDS:
             findings.append(
                 Finding(

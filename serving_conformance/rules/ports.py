@@ -26,12 +26,14 @@ def _resolve_port(container: Container, port: object) -> int | None:
 
 
 def _selecting_services(workload: Workload, ctx: RuleContext) -> list[Resource]:
+    """The Services in the workload's namespace whose selector picks its pods."""
     labels = as_mapping(as_mapping(workload.resource.spec.get("template")).get("metadata")).get("labels")
     labels = as_mapping(labels)
     services = []
     for service in ctx.manifests.of_kind("Service"):
         selector = as_mapping(service.spec.get("selector"))
-        if selector and all(labels.get(k) == v for k, v in selector.items()):
+        if service.namespace == workload.resource.namespace and selector \
+                and all(labels.get(k) == v for k, v in selector.items()):
             services.append(service)
     return services
 
@@ -71,17 +73,19 @@ def _check_ports(resource: Resource, ctx: RuleContext) -> list[Finding]:
                     )
                 )
         if not workload.is_kserve:
+            # A Service may also expose a sidecar's or a metrics port: one of its ports must reach vLLM.
             for service in _selecting_services(workload, ctx):
-                for service_port in as_list(service.spec.get("ports")):
-                    target = as_mapping(service_port).get("targetPort", as_mapping(service_port).get("port"))
-                    if _resolve_port(container, target) != port:
-                        findings.append(
-                            Finding(
-                                found=f"{service.ident} sends port {as_mapping(service_port).get('port')} to {target!r}, vLLM listens on {port}",
-                                effect="requests through the Service are refused",
-                                fix=f"set targetPort to {port}",
-                            )
+                sent = [(as_mapping(p).get("port"), as_mapping(p).get("targetPort", as_mapping(p).get("port")))
+                        for p in as_list(service.spec.get("ports"))]
+                if sent and not any(_resolve_port(container, target) == port for _, target in sent):
+                    described = ", ".join(f"port {number} to {target!r}" for number, target in sent)
+                    findings.append(
+                        Finding(
+                            found=f"{service.ident} sends {described}, vLLM listens on {port}",
+                            effect="requests through the Service are refused",
+                            fix=f"set targetPort to {port}",
                         )
+                    )
     return findings
 
 
