@@ -24,6 +24,7 @@ from serving_conformance.manifests import files
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RENDER_TIMEOUT_S = 120.0
 # Keys whose entries are paths a kustomization reads (beyond resources/bases/components).
 _PATH_LISTS = ("patchesStrategicMerge", "crds", "configurations", "transformers", "generators", "validators")
@@ -146,7 +147,9 @@ def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dic
         result = proc.attempt([*renderer, str(wrapper)], timeout=RENDER_TIMEOUT_S)
         if result.returncode != 0:
             raise RenderError(proc.tail(result.stderr or result.stdout, 12))
-        for document in yaml.safe_load_all(result.stdout):
+        # kustomize's own output (aliases expanded, inputs read by kustomize): libyaml's loader,
+        # many times faster than PyYAML's on a rendered release bundle.
+        for document in yaml.load_all(result.stdout, Loader=_FAST_LOADER):
             if isinstance(document, dict):
                 yield _origin(document, wrapper, root), document
 
