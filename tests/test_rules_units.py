@@ -889,6 +889,7 @@ from serving_conformance.manifests.workloads import Container  # noqa: E402
     ("busybox", ["/bin/sh", "-c", "exec vllm serve /mnt/models"], True),
     ("quay.io/rh-aiservices-bu/gradio-rag-milvus-vllm-openai:latest", [], False),  # a UI that calls vLLM
     ("aibrix/vllm-mock:nightly", ["python3", "app.py"], False),  # imitates its API
+    ("aibrix/vllm-simulator:nightly", [], False),
     ("python:3.11", ["python3", "app.py", "--vllm-url=http://x"], False),
 ])
 def test_what_runs_vllm(image, command, expected):
@@ -901,9 +902,15 @@ def test_what_runs_vllm(image, command, expected):
     ({"image": "quay.io/x/vllm:cpu-0.9"}, "cpu"),
     ({"image": "vllm/vllm-tpu:latest"}, "tpu"),
     ({"image": "vllm/vllm-openai:v0.23.0", "resources": {"limits": {"google.com/tpu": 8}}}, "tpu"),
-    ({"image": "rocm/vllm:latest"}, "cuda"),  # the org says ROCm; the resource decides below
-    ({"image": "rocm/vllm:latest", "resources": {"limits": {"amd.com/gpu": 1}}}, "rocm"),
+    ({"image": "rocm/vllm:latest"}, "rocm"),
+    ({"image": "x/vllm:1", "resources": {"limits": {"amd.com/gpu": 1}}}, "rocm"),
     ({"image": "vllm/vllm-rocm:v0.9"}, "rocm"),
+    ({"image": "repo.rebellions.ai/rebellions/vllm-rbln-rhel9:3.3"}, "npu"),
+    ({"image": "x/vllm:1", "resources": {"limits": {"rebellions.ai/ATOM": 1}}}, "npu"),
+    ({"image": "x/vllm:1", "resources": {"limits": {"nvidia.com/mig-1g.10gb": 1}}}, "cuda"),
+    ({"image": "ghcr.io/llm-d/llm-d-cuda:v0.3"}, "cuda"),
+    ({"image": "opea/vllm:latest"}, "unknown"),  # a third party's build that does not say
+    ({"image": "us-docker.pkg.dev/acme/ml/vllm-qwen:1"}, "unknown"),
 ])
 def test_what_vllm_runs_on(body, accelerator):
     assert Container({"name": "c", **body}).accelerator == accelerator
@@ -1011,6 +1018,6 @@ spec:
   template:
     spec:
       resourceClaims: [{name: gpus, resourceClaimTemplateName: t}]
-      containers: [{name: vllm, image: "ghcr.io/llm-d/llm-d:v0.2.0", command: [vllm, serve], resources: {claims: [{name: gpus}]}}]
+      containers: [{name: vllm, image: "vllm/vllm-openai:v0.23.0", resources: {claims: [{name: gpus}]}}]
 """)
     assert found(gpu.GPU_WORKLOADS, ctx, "dra") == []

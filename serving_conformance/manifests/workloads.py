@@ -31,16 +31,18 @@ _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # vLLM's images: the repository's last part is "vllm" or starts with "vllm-"/"vllm_".
 _VLLM_IMAGE = re.compile(r"^vllm(?:[-_][a-z0-9][a-z0-9._-]*)?$")
 _VLLM_COMMAND = re.compile(r"(?:^|[\s/])vllm(?:\s+serve\b|\s|$)|vllm\.entrypoints")
-# Accelerators other than NVIDIA's, by the resource a container asks for and by image words.
+# Accelerators, by the prefix of the extended resource a container asks for (NVIDIA's MIG slices
+# included) and by the words of an image's name, tag or organisation.
 ACCELERATOR_RESOURCES = {
-    "google.com/tpu": "tpu", "amd.com/gpu": "rocm", "aws.amazon.com/neuron": "neuron",
-    "aws.amazon.com/neuroncore": "neuron", "habana.ai/gaudi": "hpu", "gpu.intel.com/i915": "xpu",
-    "gpu.intel.com/xe": "xpu",
+    "nvidia.com/": "cuda", "google.com/tpu": "tpu", "amd.com/": "rocm", "aws.amazon.com/neuron": "neuron",
+    "habana.ai/": "hpu", "gpu.intel.com/": "xpu", "rebellions.ai/": "npu", "furiosa.ai/": "npu",
 }
 ACCELERATOR_WORDS = {
-    "cpu": {"cpu"}, "tpu": {"tpu"}, "rocm": {"rocm"}, "neuron": {"neuron"}, "hpu": {"hpu", "gaudi"},
-    "xpu": {"xpu"},
+    "cpu": {"cpu"}, "tpu": {"tpu"}, "rocm": {"rocm"}, "neuron": {"neuron"}, "hpu": {"hpu", "gaudi", "habana"},
+    "xpu": {"xpu"}, "npu": {"rbln", "npu"},
 }
+# Images that imitate vLLM's API for tests and demos; they are not vLLM.
+IMITATIONS = ("mock", "simulator", "emulator", "fake", "stub")
 OCI_DIGEST_URI = re.compile(r"^oci://[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$")
 # The release a tag names, pre-release and post-release parts included (v0.23.0rc1 is not 0.23.0);
 # an architecture suffix (v0.23.0-x86_64) is not part of it.
@@ -181,7 +183,7 @@ class Container:
         vllm-* build), or a command that runs it (`vllm serve`, `python -m vllm.entrypoints...`).
         Images that only carry the word (a UI calling vLLM, a mock imitating its API) are not."""
         name = self.image.repository.rsplit("/", 1)[-1].lower()
-        if "mock" in name:
+        if any(word in name for word in IMITATIONS):
             return False
         if _VLLM_IMAGE.match(name):
             return True
@@ -189,17 +191,23 @@ class Container:
 
     @property
     def accelerator(self) -> str:
-        """What vLLM runs on: an accelerator resource the container asks for, else what its image
-        is built for (cpu, tpu, rocm, neuron, hpu, xpu in its name or tag), else CUDA GPUs."""
+        """What vLLM runs on: the accelerator resource the container asks for, else what its image
+        says it is built for (cpu, tpu, rocm, neuron, hpu, xpu, npu in its name, tag or
+        organisation; vLLM's own vllm-openai is its CUDA build), else "unknown" (a third party's
+        build that does not say: nothing is assumed)."""
         asked = set(self.limits()) | set(self.requests())
-        for resource, accelerator in ACCELERATOR_RESOURCES.items():
-            if resource in asked:
-                return accelerator
-        tokens = set(re.split(r"[-_.:/]", f"{self.image.repository.rsplit('/', 1)[-1]}:{self.image.tag or ''}".lower()))
+        for resource in sorted(asked):
+            for prefix, accelerator in ACCELERATOR_RESOURCES.items():
+                if str(resource).startswith(prefix):
+                    return accelerator
+        repository = self.image.repository.lower()
+        last = repository.rsplit("/", 1)[-1]
+        tokens = set(re.split(r"[-_.:/]", f"{last}:{self.image.tag or ''}".lower()))
+        tokens |= {repository.split("/")[-2]} if "/" in repository else set()
         for accelerator, words in ACCELERATOR_WORDS.items():
             if tokens & words:
                 return accelerator
-        return "cuda"
+        return "cuda" if last == "vllm-openai" or "cuda" in tokens else "unknown"
 
     @property
     def vllm(self) -> VllmArgs:
