@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from serving_conformance.base.features import Feature
+from serving_conformance.base.features import Feature, StandIn
 from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources, rollout, wiring
 from serving_conformance.rules.findings import Rule
 from serving_conformance.rules.schema import SCHEMA_VALID
@@ -40,6 +40,11 @@ class Behaviour:
     layer: Layer
     requires: frozenset[Feature] = field(default_factory=frozenset)
     rule: Rule | None = None
+    # The components its result rests on: a stand-in for any of them qualifies the result.
+    rests_on: frozenset[StandIn] = field(default_factory=frozenset)
+    # What its check compares with an expected value; where the place made both sides (an engine
+    # installed from --engine-version reporting that version), the result is circular.
+    compares: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -54,15 +59,25 @@ def _static(rule: Rule) -> Behaviour:
     return Behaviour(rule.id, rule.title, Layer.STATIC, rule=rule)
 
 
-def _engine(id: str, title: str, *requires: Feature) -> Behaviour:
-    return Behaviour(id, title, Layer.ENGINE, frozenset(requires))
+def _engine(id: str, title: str, *requires: Feature, rests_on: frozenset[StandIn] = frozenset(),
+            compares: frozenset[str] = frozenset()) -> Behaviour:
+    return Behaviour(id, title, Layer.ENGINE, frozenset(requires), rests_on=rests_on or LOCAL_ENGINE, compares=compares)
 
 
-def _cluster(id: str, title: str, *requires: Feature) -> Behaviour:
-    return Behaviour(id, title, Layer.CLUSTER, frozenset(requires))
+def _cluster(id: str, title: str, *requires: Feature, rests_on: frozenset[StandIn],
+             compares: frozenset[str] = frozenset()) -> Behaviour:
+    return Behaviour(id, title, Layer.CLUSTER, frozenset(requires), rests_on=rests_on, compares=compares)
 
 
 S, G, V = Feature.SERVING, Feature.GATEWAY, Feature.ENGINE_VERSION
+# What results rest on: the local engine; a workload's pods coming up; and through the gateway.
+LOCAL_ENGINE = frozenset({StandIn.ENGINE, StandIn.MODEL})
+PODS = frozenset({StandIn.KUBELET, StandIn.ENGINE, StandIn.MODEL, StandIn.IMAGE, StandIn.GPU, StandIn.REQUESTS,
+                  StandIn.REPLICAS, StandIn.SECRETS, StandIn.POD_NETWORK})
+KSERVE_PODS = PODS | {StandIn.KSERVE_MANAGER}
+THROUGH_GATEWAY = KSERVE_PODS | {StandIn.GATEWAY}
+# The compared quantities a place can make both sides of.
+ENGINE_VERSION_COMPARED = frozenset({"engine-version"})
 
 # --- static: judged from the manifests alone -----------------------------------------------------
 MANIFESTS_PARSE = Behaviour("manifests-parse", "every manifest file under test is readable, valid YAML", Layer.STATIC)
@@ -86,32 +101,43 @@ SECRET_REFS_RESOLVE = _static(wiring.SECRET_REFS_RESOLVE)
 SCHEMA = _static(SCHEMA_VALID)
 
 # --- engine: the manifests' vLLM command lines on a real local vLLM --------------------------------
-VLLM_ARGS_PARSE = _engine("vllm-args-parse", "vLLM's own parser accepts every vLLM container's args")
+VLLM_ARGS_PARSE = _engine("vllm-args-parse", "vLLM's own parser accepts every vLLM container's args",
+                          rests_on=frozenset({StandIn.ENGINE}))
 ENGINE_SERVED_MODEL_NAME = _engine("served-model-name", "GET /v1/models lists the served model name", S)
 ENGINE_CHAT = _engine("chat-completion", "POST /v1/chat/completions answers 200 with choices and usage", S)
-ENGINE_VERSION = _engine("engine-version", "system_fingerprint names the expected vLLM version", S, V)
+ENGINE_VERSION = _engine("engine-version", "system_fingerprint names the expected vLLM version", S, V,
+                         compares=ENGINE_VERSION_COMPARED)
 STREAM_FINGERPRINT = _engine(
-    "stream-fingerprint", "in a stream, the final chunk names the same vLLM version as a plain answer", S, V
+    "stream-fingerprint", "in a stream, the final chunk names the same vLLM version as a plain answer", S, V,
+    compares=ENGINE_VERSION_COMPARED,
 )
 UNKNOWN_MODEL_404 = _engine("unknown-model-404", "a chat completion for an unknown model answers 404", S)
 ENGINE_API_KEY = _engine("api-key", "/v1/* answers 401 without the API key and 200 with it", S)
 
 # --- cluster: on a real control plane with the real KServe ------------------------------------------
-ISVC_READY = _cluster("isvc-ready", "the InferenceService is Ready in Standard mode at its templated URL", G)
-SERVED_MODEL_NAME = _cluster("served-model-name", "GET /v1/models lists the served model name", S, G)
+ISVC_READY = _cluster("isvc-ready", "the InferenceService is Ready in Standard mode at its templated URL", G,
+                      rests_on=THROUGH_GATEWAY)
+SERVED_MODEL_NAME = _cluster("served-model-name", "GET /v1/models lists the served model name", S, G,
+                             rests_on=THROUGH_GATEWAY)
 CLUSTER_ENGINE_VERSION = _cluster(
-    "engine-version", "a chat completion answers 200 naming the expected vLLM version", S, G, V
+    "engine-version", "a chat completion answers 200 naming the expected vLLM version", S, G, V,
+    rests_on=THROUGH_GATEWAY, compares=ENGINE_VERSION_COMPARED,
 )
 CPU_LIMIT_OVERRIDE = _cluster(
-    "cpu-limit-override", "the predictor Deployment carries the manifest's limits, not KServe's default"
+    "cpu-limit-override", "the predictor Deployment carries the manifest's limits, not KServe's default",
+    rests_on=frozenset({StandIn.KSERVE_MANAGER}),
 )
 NO_ISTIO = _cluster(
-    "no-istio-virtualservice", "no VirtualService is created or looked for; the HTTPRoute is accepted by the gateway"
+    "no-istio-virtualservice", "no VirtualService is created or looked for; the HTTPRoute is accepted by the gateway",
+    rests_on=frozenset({StandIn.KSERVE_MANAGER, StandIn.GATEWAY}),
 )
-MODELCAR_AT_MNT_MODELS = _cluster("modelcar", "the OCI modelcar is injected into the Pod and read at /mnt/models")
-CANARY_SPLIT = _cluster("canary-split", "a canary split sends each revision its declared share of requests", S, G)
-RAW_VLLM = _cluster("raw-vllm", "the raw-vLLM control is available, serves the model and names the same engine", S, V)
-API_KEY = _cluster("api-key", "/v1/* answers 401 without the API key and 200 with it", S)
+MODELCAR_AT_MNT_MODELS = _cluster("modelcar", "the OCI modelcar is injected into the Pod and read at /mnt/models",
+                                  rests_on=KSERVE_PODS)
+CANARY_SPLIT = _cluster("canary-split", "a canary split sends each revision its declared share of requests", S, G,
+                        rests_on=THROUGH_GATEWAY)
+RAW_VLLM = _cluster("raw-vllm", "the raw-vLLM control is available, serves the model and names the same engine", S, V,
+                    rests_on=PODS, compares=ENGINE_VERSION_COMPARED)
+API_KEY = _cluster("api-key", "/v1/* answers 401 without the API key and 200 with it", S, rests_on=PODS)
 
 REGISTRY: dict[tuple[str, str], Behaviour] = {
     b.key: b for b in globals().values() if isinstance(b, Behaviour)
@@ -132,10 +158,11 @@ README_END = "<!-- end of behaviours -->"
 
 def markdown_table() -> str:
     """The README's table of behaviours, from this registry."""
-    rows = ["| Layer | Id | Behaviour | Needs |", "|---|---|---|---|"]
+    rows = ["| Layer | Id | Behaviour | Needs | Rests on |", "|---|---|---|---|---|"]
     for behaviour in REGISTRY.values():
         needs = ", ".join(sorted(f.value for f in behaviour.requires)) or "-"
-        rows.append(f"| {behaviour.layer.value} | `{behaviour.id}` | {behaviour.title} | {needs} |")
+        rests = ", ".join(sorted(s.value for s in behaviour.rests_on)) or "the manifests"
+        rows.append(f"| {behaviour.layer.value} | `{behaviour.id}` | {behaviour.title} | {needs} | {rests} |")
     return "\n".join(rows)
 
 

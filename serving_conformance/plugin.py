@@ -9,9 +9,10 @@ place to run, and the report module writes the verdict.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +36,23 @@ from serving_conformance.fixtures import (
     RUN,
     SETTINGS,
 )
-from serving_conformance.gate import INVOLVED, SelectionCrashed
+from serving_conformance.gate import INVOLVED
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import ManifestSet, Resource
-from serving_conformance.manifests.workloads import Workload, all_workloads, needs_gpu, split_backends
-from serving_conformance.options import MARKERS, add_options, manifests_dirs, settings_from, suite_outputs
+from serving_conformance.manifests.workloads import Workload, split_backends
+from serving_conformance.options import (
+    MARKERS,
+    add_options,
+    manifests_dirs,
+    report_path_of,
+    settings_from,
+    suite_outputs,
+)
+from serving_conformance.parametrize import behaviour_of_node, parametrize
 from serving_conformance.platform.deploy import WORKLOAD_KINDS
 from serving_conformance.platform.session import ClusterSession
 from serving_conformance.providers.choose import bounded_capacity
-from serving_conformance.report import ConformanceReport, tag_item
+from serving_conformance.report import ConformanceReport, error_report, tag_item, write_report
 from serving_conformance.rules.context import rule_context
 from serving_conformance.rules.findings import RuleContext
 from serving_conformance.rules.schema import schema_known
@@ -76,6 +85,24 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.pluginmanager.register(fixtures, "serving-conformance-fixtures")
+    with _usage_errors_reported(config):
+        _configure(config)
+
+
+@contextlib.contextmanager
+def _usage_errors_reported(config: pytest.Config) -> Iterator[None]:
+    """A usage error leaves `result: error` with its reason at the report path (no earlier
+    verdict outlives it), then stops the run as pytest does."""
+    try:
+        yield
+    except pytest.UsageError as exc:
+        path = report_path_of(config)
+        if path is not None and not hasattr(config, "workerinput"):
+            write_report(error_report(f"usage error: {exc}"), path)
+        raise
+
+
+def _configure(config: pytest.Config) -> None:
     manifests = load_manifests(list(manifests_dirs(config)), exclude=suite_outputs(config))
     settings = settings_from(config, manifests.pins)
     config.stash[SETTINGS] = settings
@@ -92,6 +119,9 @@ def pytest_configure(config: pytest.Config) -> None:
         report = ConformanceReport(settings, manifests)
         config.stash[REPORT] = report
         config.pluginmanager.register(report, "sc-report")
+        if settings.report_path is not None:  # replaced now: an earlier verdict never outlives this run
+            write_report({**error_report("the run did not finish: it is still running, or was killed before it "
+                                         "could write its verdict"), "result": "interrupted"}, settings.report_path)
     else:
         config.stash[RUN] = (Path(workerinput[RUN_DIR_KEY]), workerinput[RUN_ID_KEY])
 
@@ -164,104 +194,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize by what the manifests declare. No manifest content makes collection fail: a
-    behaviour with nothing to judge is one skipped case (per profile of its layer), and a
-    selection that crashes on odd content is one failing case that says so."""
-    manifests = metafunc.config.stash[MANIFESTS]
-    names = metafunc.fixturenames
-    where = f"in the manifests ({', '.join(str(r) for r in manifests.roots)})"
-    behaviour = _behaviour(metafunc.definition)
-    cluster = behaviour is not None and behaviour.layer == Layer.CLUSTER
-    if "manifest" in names:
-        rule = behaviour.rule if behaviour is not None else None
-        if rule is None:
-            raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `manifest` without a static behaviour with a rule")
-        roots = ", ".join(str(r) for r in manifests.roots)
-
-        def static_cases() -> tuple[list, list[str]]:
-            chosen = rule.select(metafunc.config.stash[RULE_CONTEXT])
-            return chosen, [r.ident for r in chosen]
-
-        _parametrize(metafunc, "manifest", static_cases, f"{rule.nothing_to_check} ({roots})", cluster)
-    if "workload" in names:
-        select = _marker(metafunc, "workload", "workloads").args[0]
-        expect = metafunc.config.stash[SETTINGS].expect
-
-        def workload_cases() -> tuple[list, list[str]]:
-            chosen = [w for w in all_workloads(manifests) if select(w, expect)]
-            params = [pytest.param(w, marks=[_hardware(needs_gpu(w.resource))] if cluster else []) for w in chosen]
-            return params, [w.resource.ident if w.component in ("predictor", "pod") else w.label for w in chosen]
-
-        _parametrize(metafunc, "workload", workload_cases, f"no {select.description} {where}", cluster)
-    if "resource" in names:
-        select = _marker(metafunc, "resource", "resources").args[0]
-
-        def resource_cases() -> tuple[list, list[str]]:
-            chosen = [r for r in manifests.resources if select(r, manifests)]
-            params = [pytest.param(r, marks=[_hardware(any(needs_gpu(i) for i in select.involves(r, manifests)))])
-                      for r in chosen]
-            return params, [r.ident for r in chosen]
-
-        _parametrize(metafunc, "resource", resource_cases, f"no {select.description} {where}", cluster)
-    if "manifest_file" in names:
-        problems = {p.path: [] for p in manifests.problems}
-        for problem in manifests.problems:
-            problems[problem.path].append(problem)
-        files = [(path, problems.pop(path, [])) for path in manifests.files]
-        files += list(problems.items())  # directories and files that could not be listed at all
-        ids = [manifests.relative(path) for path, _ in files]
-        _parametrize(metafunc, "manifest_file", lambda: (files, ids), "", cluster)
-
-
-def _behaviour(node: pytest.Item | pytest.Function) -> Behaviour | None:
-    marker = node.get_closest_marker("behaviour")
-    found = marker.args[0] if marker is not None and marker.args else None
-    return found if isinstance(found, Behaviour) else None
-
-
-def _marker(metafunc: pytest.Metafunc, fixture: str, name: str) -> pytest.Mark:
-    marker = metafunc.definition.get_closest_marker(name)
-    if marker is None:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `{fixture}` without @pytest.mark.{name}(...)")
-    return marker
-
-
-def _hardware(gpu: bool) -> pytest.MarkDecorator:
-    return pytest.mark.gpu if gpu else pytest.mark.cpu
-
-
-def _parametrize(metafunc: pytest.Metafunc, fixture: str, cases: Callable[[], tuple[list, list[str]]], nothing: str,
-                 cluster: bool) -> None:
-    """Parametrize by `cases()`; with none, one skipped case that says why there is nothing to
-    test; where `cases()` crashes, one case that fails saying so. A cluster behaviour's case of
-    that kind is given once per profile (cpu and gpu), so every `-m` finds it in its profile."""
-    try:
-        params, ids = cases()
-    except Exception as exc:  # noqa: BLE001 - odd manifest content must not stop collection
-        crash = SelectionCrashed(f"rule crashed: choosing what to judge: {type(exc).__name__}: {exc}")
-        _one_case(metafunc, fixture, crash, [], "crashed", cluster)
-        return
-    if params:
-        metafunc.parametrize(fixture, params, ids=_unique_ids(ids))
-    else:
-        _one_case(metafunc, fixture, None, [pytest.mark.skip(reason=nothing)], "none", cluster)
-
-
-def _one_case(metafunc: pytest.Metafunc, fixture: str, value: object, marks: list, ident: str, cluster: bool) -> None:
-    if not cluster:
-        metafunc.parametrize(fixture, [pytest.param(value, marks=marks)], ids=[ident])
-        return
-    metafunc.parametrize(fixture, [pytest.param(value, marks=[*marks, _hardware(gpu)]) for gpu in (False, True)],
-                         ids=[f"{ident}-cpu", f"{ident}-gpu"])
-
-
-def _unique_ids(ids: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    unique = []
-    for ident in ids:
-        seen[ident] = seen.get(ident, 0) + 1
-        unique.append(ident if seen[ident] == 1 else f"{ident}#{seen[ident]}")
-    return unique
+    parametrize(metafunc)
 
 
 def _is_conformance_test(item: pytest.Item) -> bool:
@@ -281,11 +214,17 @@ def _profile(item: pytest.Item, behaviour: Behaviour) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    with _usage_errors_reported(config):
+        _tag_and_order(config, items)
+
+
+def _tag_and_order(config: pytest.Config, items: list[pytest.Item]) -> None:
     errors = []
+    report = config.stash.get(REPORT, None)
     for item in items:
         if not _is_conformance_test(item):
             continue
-        behaviour = _behaviour(item)
+        behaviour = behaviour_of_node(item)
         if not registered(behaviour):
             errors.append(f"{item.nodeid}: no registered behaviour (@pytest.mark.behaviour(<serving_conformance.behaviours.X>))")
             continue
@@ -297,6 +236,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                           "@pytest.mark.workloads(...) or @pytest.mark.resources(...), which give cpu or gpu")
             continue
         tag_item(item, behaviour.id, behaviour.title, profile)
+        if report is not None:
+            report.expect(item.nodeid, behaviour.id, behaviour.title, profile)
         item.stash[INVOLVED] = _involved(item, config.stash[MANIFESTS])
     if errors:
         raise pytest.UsageError("conformance tests without a behaviour or profile:\n  " + "\n  ".join(errors))

@@ -18,7 +18,7 @@ from serving_conformance.base.features import Feature
 from serving_conformance.cluster import hopeless
 from serving_conformance.cluster import kube as kube_module
 from serving_conformance.cluster.kube import Kube, Ref, WaitHopeless, WaitTimeout
-from serving_conformance.gate import Place, decide
+from serving_conformance.gate import Needs, Place, decide
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.scale import scale_up, scaled_workloads
 
@@ -70,8 +70,11 @@ def test_a_scoped_stand_in_qualifies_only_the_results_that_involve_its_workload(
     sub = scaled_workloads([load_manifests(PLATFORM_REPO).find("Deployment", "raw-vllm")],
                            load_manifests(PLATFORM_REPO))[0].substitution()
     place = Place("p", frozenset({Feature.SERVING, Feature.GATEWAY}), (sub,))
-    assert decide({Feature.SERVING}, place, involves=frozenset({"deployment/raw-vllm/raw-vllm"})).substitutions == (sub,)
-    assert decide({Feature.SERVING}, place, involves=frozenset({"kserve/kserve/qwen-cpu"})).substitutions == ()
+    rests_on = frozenset({"replicas", "engine"})
+    raw = Needs(frozenset({Feature.SERVING}), rests_on, involves=frozenset({"deployment/raw-vllm/raw-vllm"}))
+    assert decide(raw, place).substitutions == (sub,)
+    other = Needs(frozenset({Feature.SERVING}), rests_on, involves=frozenset({"kserve/kserve/qwen-cpu"}))
+    assert decide(other, place).substitutions == ()
 
 
 # --- what cannot happen --------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Behaviours require features; providers (and the local engine) advertise them; one gate decides
 run or skip from the two. A `Substitution` names a difference from the platform (simulated GPUs,
-a tiny model, another gateway, a locally built engine) and the features whose results it
-qualifies: the report lists it, and every affected result says so.
+a tiny model, another gateway, a locally built engine): its kind (`StandIn`) is one of the
+components a behaviour's result rests on, and it qualifies exactly the results that rest on that
+component (and, when it is about certain objects, only those that involve them): the report lists
+it, and every result it touches says so.
 """
 
 from __future__ import annotations
@@ -31,22 +33,52 @@ class Feature(StrEnum):
     ENGINE_VERSION = "engine-version"
 
 
+class StandIn(StrEnum):
+    """The components a behaviour's result rests on, each of which a place may stand in for."""
+
+    # KServe's controller and its webhooks (defaulting, validation, the pod mutator).
+    KSERVE_MANAGER = "kserve-manager"
+    # What runs pods: probes, limits, restarts, readiness.
+    KUBELET = "kubelet"
+    # The vLLM each container names.
+    ENGINE = "engine"
+    # The model each container names (hub model, volume, modelcar).
+    MODEL = "model"
+    # The platform's Gateway API implementation.
+    GATEWAY = "gateway"
+    # Nodes with GPUs (and the node pool labels GPU workloads select).
+    GPU = "gpu"
+    # An image (or oci:// model) deployed as another than the manifests name.
+    IMAGE = "image"
+    # A Secret the suite created where the platform's secret store would write it.
+    SECRETS = "secrets"
+    # A request lowered to fit a small cluster's nodes.
+    REQUESTS = "requests"
+    # A replica count raised from nothing, so that checks can run.
+    REPLICAS = "replicas"
+    # The cluster's own pod network.
+    POD_NETWORK = "pod-network"
+
+
 @dataclass(frozen=True)
 class Substitution:
-    """Something that differs here from what the platform runs, and the features it affects."""
+    """Something that differs here from what the platform runs."""
 
-    subject: str  # e.g. "gpu", "engine", "model", "gateway"
+    subject: str  # a StandIn: the component it stands in for
     platform: str  # what the platform under test runs
     here: str  # what stands in for it in this run
-    affects: tuple[str, ...]  # Feature values whose results it qualifies
-    # The objects (idents) it is about: then it qualifies every result that involves one of them,
-    # and no other (a replica count changed on one workload says nothing of the others).
+    # The objects (idents) it is about: then it qualifies only the results that involve one of
+    # them (a replica count changed on one workload says nothing of the others).
     scope: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        StandIn(self.subject)  # a kind no behaviour could name would qualify nothing, silently
 
     def sentence(self) -> str:
         return f"{self.subject}: {self.here} stands in for {self.platform}"
 
-    def applies_to(self, required: set[str] | frozenset[str], involved: frozenset[str] | set[str] = frozenset()) -> bool:
-        if self.scope:
-            return bool(set(self.scope) & set(involved))
-        return bool(set(self.affects) & set(required))
+    def applies_to(self, rests_on: set[str] | frozenset[str], involved: frozenset[str] | set[str] = frozenset()) -> bool:
+        """Whether a result that rests on these components, about these objects, rests on this."""
+        if self.subject not in rests_on:
+            return False
+        return not self.scope or bool(set(self.scope) & set(involved))

@@ -17,6 +17,28 @@ PROFILES = ("STATIC", "ENGINE", "SERVING-CPU", "SERVING-GPU")
 CLUSTER_PROVIDERS = ("auto", "kind", "existing", "local", "none")
 
 
+SUCCESS = "success"
+# --require-profile P:ran: the profile ran every case it collected, and nothing failed.
+RAN = "ran"
+REQUIREMENT_LEVELS = (SUCCESS, RAN)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """--require-profile P (only `success` meets it) or P:ran."""
+
+    profile: str
+    level: str = SUCCESS
+
+    @classmethod
+    def parse(cls, text: str) -> Requirement:
+        profile, _, level = text.partition(":")
+        return cls(profile.strip().upper(), level.strip().lower() or SUCCESS)
+
+    def __str__(self) -> str:
+        return self.profile if self.level == SUCCESS else f"{self.profile}:{self.level}"
+
+
 class Declared(Protocol):
     """What an expectation is matched on: a manifest object and the file it was written in."""
 
@@ -95,7 +117,7 @@ class Settings:
     namespace_prefix: str
     timeouts: Timeouts
     report_path: Path | None
-    required_profiles: tuple[str, ...]
+    required_profiles: tuple[Requirement, ...]
     cluster: str
     cluster_name: str
     kubeconfig: Path | None
@@ -114,6 +136,8 @@ class Settings:
     testbed_istio_crd: str
     # The platform's options file the expectations were read from, if any.
     options_file: Path | None = None
+    # Stand-in kinds (base.features.StandIn, "circular", or "all") a result may not rest on.
+    forbidden_stand_ins: tuple[str, ...] = ()
 
     @property
     def local_engine(self) -> str:

@@ -52,6 +52,9 @@ class Cluster:
     # The controllerName of the Gateway API implementation the provider runs, if it runs one.
     gateway_controller: str | None = None
     substitutions: list[Substitution] = field(default_factory=list)
+    # Compared quantities whose expected side this cluster's own stand-ins made (an engine built
+    # from --engine-version): checks of them are circular, never a plain pass.
+    circular: dict[str, str] = field(default_factory=dict)
     # Images the provider built or mirrors, by the reference the manifests use (see --image-map).
     image_map: dict[str, str] = field(default_factory=dict)
     # How many vLLM pods the cluster holds at once (None: all the run needs). Where it is bounded,
@@ -78,8 +81,18 @@ class Cluster:
         data["kubeconfig"] = Path(data["kubeconfig"])
         data["features"] = set(data.get("features") or ())
         data["runs"] = set(data.get("runs") or ())
-        data["substitutions"] = [Substitution(**{**s, "affects": tuple(s["affects"]), "scope": tuple(s.get("scope") or ())}) for s in data.get("substitutions") or ()]
+        data["substitutions"] = [Substitution(s["subject"], s["platform"], s["here"], tuple(s.get("scope") or ()))
+                                 for s in data.get("substitutions") or ()]
         return cls(**data)
+
+
+def built_engine_circular(version: str, expected: str, where: str) -> dict[str, str]:
+    """Where the suite itself built the engine the pods run at the expected version, the version
+    they report is the one it asked for: engine-version checks there are circular."""
+    if version != expected:
+        return {}
+    return {"engine-version": f"{where} run vLLM {version}, which the suite built from --engine-version {expected}: "
+                              "the version it reports is the one the suite asked for"}
 
 
 class Provider(Protocol):

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from serving_conformance.base.features import Feature, Substitution
+from serving_conformance.base.features import Substitution
 from serving_conformance.base.quantity import QuantityError, parse_quantity
 from serving_conformance.manifests.images import OCI
 from serving_conformance.manifests.model import Resource
@@ -54,11 +54,12 @@ class Fitted:
     declared: str
     fitted: str
     room: str  # why: the node's allocatable and what is added beside the container
+    ident: str = ""  # the object it belongs to: the stand-in qualifies its results only
 
     def substitution(self) -> Substitution:
         return Substitution(
             "requests", f"{self.workload} {self.container} requests {self.resource}={self.declared}",
-            f"{self.resource}={self.fitted}, so the pod fits {self.room} (limits as declared)", (Feature.SERVING,))
+            f"{self.resource}={self.fitted}, so the pod fits {self.room} (limits as declared)", (self.ident,))
 
 
 def _quantity(value: Any) -> Decimal | None:
@@ -112,7 +113,7 @@ def _fit_workload(workload: Workload, room: Room) -> list[Fitted]:
         why = f"{room.where}'s allocatable {resource}={room.allocatable[resource]}"
         if added:
             why += f" beside KServe's modelcar ({resource}={room.modelcar[resource]})"
-        changes.append(Fitted(workload.label, target.name, resource, original, fitted, why))
+        changes.append(Fitted(workload.label, target.name, resource, original, fitted, why, workload.resource.ident))
     return changes
 
 

@@ -29,6 +29,7 @@ from serving_conformance.base.limits import (
     MAX_WALK_DEPTH,
 )
 from serving_conformance.manifests import files, kustomize, options_file
+from serving_conformance.manifests.documents import HELM_EXPRESSION, is_kserve_helm_values, templated_name
 from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -73,26 +74,6 @@ def parse_documents(text: str) -> Iterator[tuple[int, Any]]:
     return yamlsafe.parse_documents(text)
 
 
-def is_values_file(path: Path) -> bool:
-    """A file named as Helm values are (values.yaml, values-prod.yaml, kserve.values.yaml, or any
-    file in a values/ directory); other charts' (llmisvc, crd) excluded by name."""
-    name = path.name.lower()
-    if any(other in name for other in ("llmisvc", "crd", "localmodel")):
-        return False
-    return "values" in name or path.parent.name.lower() == "values"
-
-
-def is_kserve_helm_values(data: Any, path: Path | None = None) -> bool:
-    """Values of the kserve-resources chart: a top-level `kserve` mapping, no `kind`, in a file
-    named as values are."""
-    if not isinstance(data, Mapping) or "kind" in data or "apiVersion" in data:
-        return False
-    if path is not None and not is_values_file(path):
-        return False
-    kserve = data.get("kserve")
-    return isinstance(kserve, Mapping) and bool({"controller", "storage"} & set(kserve))
-
-
 def _owning_kustomization(path: Path, tree: Mapping[Path, kustomize.Kustomization],
                           top: Path) -> kustomize.Kustomization | None:
     """The nearest kustomization at or above the file's directory (up to the manifests root): a
@@ -103,20 +84,6 @@ def _owning_kustomization(path: Path, tree: Mapping[Path, kustomize.Kustomizatio
         if directory == top or top not in directory.parents:
             return None
     return None
-
-
-# Helm's own template expressions: a file holding them is a chart template (other Go templates,
-# such as KServe's domainTemplate "{{ .Name }}-{{ .Namespace }}", are data, not Helm's).
-_HELM_EXPRESSION = re.compile(r"\{\{-?\s*(?:[^}]*?\.(?:Values|Release|Chart|Capabilities|Files|Template)\b|"
-                              r"(?:include|template|tpl|toYaml|required|define|end)\b)")
-# A placeholder for envsubst or a shell: such a file is a template too.
-_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-=?+][^}]*)?\}")
-
-
-def _templated_name(data: Mapping[str, Any]) -> bool:
-    meta = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
-    texts = [str(meta.get(k) or "") for k in ("name", "namespace", "generateName")]
-    return any("{{" in t or _PLACEHOLDER.search(t) for t in texts)
 
 
 class _Walker:
@@ -339,7 +306,7 @@ class _Walker:
             self.result.problems.append(LoadProblem(path, None, str(exc)))
             return None
         self.bytes_read += len(text)
-        if _HELM_EXPRESSION.search(text):
+        if HELM_EXPRESSION.search(text):
             self.skip(path, "a Helm template ({{ .Values ... }}): not rendered")
             return None
         try:
@@ -386,7 +353,7 @@ class _Walker:
             for item in data.get("items") or []:
                 self.add(path, line, item, via)
             return
-        if _templated_name(data):
+        if templated_name(data):
             self.skip(path, f"{data['kind']} named by a template placeholder: a template, not rendered", line)
             return
         meta = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from serving_conformance.base.features import Feature, Substitution
+from serving_conformance.base.features import Substitution
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.workloads import KSERVE_COMPONENTS, POD_TEMPLATE_KINDS, as_mapping
 
@@ -30,7 +30,7 @@ class Scaled:
     def substitution(self) -> Substitution:
         by = f", scaled by {', '.join(self.autoscalers)}" if self.autoscalers else ""
         return Substitution("replicas", f"{self.workload} as declared ({self.declared}{by})",
-                            "1 replica, deployed so that its checks can run", (Feature.SERVING,), (self.workload,))
+                            "1 replica, deployed so that its checks can run", (self.workload,))
 
 
 def _zero(value: Any) -> bool:

