@@ -145,3 +145,15 @@ def test_the_report_names_the_platform_under_test(pytester):
     (platform,) = report["platformUnderTest"]
     assert platform["path"].endswith("serving_conformance/data/manifests")
     assert platform["commit"] and len(platform["commit"]) == 40 and isinstance(platform["dirty"], bool)
+
+
+def test_secrets_the_suite_creates_are_stand_ins_for_the_workloads_that_read_them():
+    from serving_conformance.base.data import DEFAULT_MANIFESTS
+    from serving_conformance.manifests.load import load_manifests
+    from serving_conformance.platform.deploy import secret_stand_ins
+
+    (example,) = secret_stand_ins(load_manifests(DEFAULT_MANIFESTS))
+    assert example.subject == "secrets" and example.scope == ("deployment/raw-vllm",)
+    assert example.platform == "Secret raw-vllm-api-key (api-key) as the platform provides it"
+    platform = {s.platform for s in secret_stand_ins(load_manifests(SUITE.parents[1] / "testdata" / "platform-repo"))}
+    assert "Secret raw-vllm-secrets (api-key, hf-token) as ExternalSecret raw-vllm-secrets writes it" in platform

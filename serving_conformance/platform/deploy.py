@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving_conformance.base.features import Substitution
 from serving_conformance.base.redact import Secret
 from serving_conformance.cluster import hopeless
 from serving_conformance.cluster.conditions import deployment_available as _available
@@ -32,6 +33,38 @@ ISVC_API = "serving.kserve.io/v1beta1"
 # What runs pods (and so engines): what releasing deletes.
 WORKLOAD_KINDS = ("InferenceService", "Deployment")
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
+
+
+def referenced_secrets(resource: Resource) -> dict[str, set[str]]:
+    """The Secret names and keys a workload's containers read (env valueFrom.secretKeyRef)."""
+    wanted: dict[str, set[str]] = {}
+    for workload in workloads_of(resource):
+        for container in workload.init_containers + workload.containers:
+            for entry in as_list(container.body.get("env")):
+                ref = as_mapping(as_mapping(as_mapping(entry).get("valueFrom")).get("secretKeyRef"))
+                if ref.get("name"):
+                    wanted.setdefault(str(ref["name"]), set()).add(str(ref.get("key")))
+    return wanted
+
+
+def secret_stand_ins(manifests: ManifestSet) -> list[Substitution]:
+    """A stand-in for each Secret the deployer will create because the manifests hold none (the
+    platform's secret store writes it): made with exactly the keys the containers read, it proves
+    nothing about the store; it qualifies only the results of the workloads that read it."""
+    found = []
+    for resource in manifests.resources:
+        if is_platform(resource):
+            continue
+        for name, keys in sorted(referenced_secrets(resource).items()):
+            if manifests.find("Secret", name) is not None:
+                continue
+            source = next((f"ExternalSecret {e.name}" for e in manifests.of_kind("ExternalSecret")
+                           if as_mapping(as_mapping(e.spec).get("target")).get("name", e.name) == name), None)
+            platform = f"Secret {name} ({', '.join(sorted(keys))}) as " + (f"{source} writes it" if source
+                                                                             else "the platform provides it")
+            found.append(Substitution("secrets", platform, "a Secret the suite created with random values for exactly "
+                                      "the keys the containers read", (resource.ident,)))
+    return found
 
 
 @dataclass
@@ -106,7 +139,7 @@ class Deployer:
         self.ensure_namespace(namespace)
         for claim in self.claims_of(resource):
             self.apply(claim.body, namespace)
-        for name, keys in self.referenced_secrets(resource).items():
+        for name, keys in referenced_secrets(resource).items():
             self.ensure_secret(name, keys, namespace)
         self.apply(resource.body, namespace)
         for service in self.services_selecting(resource):
@@ -158,16 +191,6 @@ class Deployer:
                 if claim is not None:
                     found.append(claim)
         return found
-
-    def referenced_secrets(self, resource: Resource) -> dict[str, set[str]]:
-        wanted: dict[str, set[str]] = {}
-        for workload in workloads_of(resource):
-            for container in workload.init_containers + workload.containers:
-                for entry in as_list(container.body.get("env")):
-                    ref = as_mapping(as_mapping(as_mapping(entry).get("valueFrom")).get("secretKeyRef"))
-                    if ref.get("name"):
-                        wanted.setdefault(str(ref["name"]), set()).add(str(ref.get("key")))
-        return wanted
 
     def ensure_secret(self, name: str, keys: set[str], namespace: str) -> None:
         declared = self.manifests.find("Secret", name)

@@ -30,6 +30,7 @@ from serving_conformance.manifests.platform_config import CONFIGMAP_NAME
 from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.scale import scaled_workloads
 from serving_conformance.manifests.workloads import GPU_RESOURCE
+from serving_conformance.platform.deploy import secret_stand_ins
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
 
@@ -119,6 +120,7 @@ class ClusterSession:
                 cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
                 serving = [r for r in self.manifests.resources if not is_platform(r)]
                 cluster.substitutions += [s.substitution() for s in scaled_workloads(serving, self.manifests)]
+                cluster.substitutions += secret_stand_ins(self.manifests)
                 if cluster.room:
                     cluster.room = with_modelcar(cluster.room, kube, self.settings.kserve_namespace)
                     cluster.substitutions += request_substitutions(cluster, self.manifests)
