@@ -37,6 +37,7 @@ from serving_conformance.fixtures import (
     SETTINGS,
 )
 from serving_conformance.gate import INVOLVED
+from serving_conformance.manifests.design import outside_design
 from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.workloads import Workload, split_backends
@@ -110,6 +111,10 @@ def _configure(config: pytest.Config) -> None:
     context = rule_context(manifests, settings.expect)
     config.stash[RULE_CONTEXT] = context
     note_schemaless(manifests, context)
+    try:
+        manifests.notices.extend(outside_design(manifests, settings.expect))
+    except Exception:  # noqa: BLE001 - a notice must never stop a run on odd content
+        pass
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:  # the controller (or the only process): owns the run and the report
         config.stash[RUN] = new_run()

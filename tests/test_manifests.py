@@ -173,3 +173,37 @@ def test_yaml_with_an_applications_tags_and_testdata_are_not_manifests(tmp_path)
     assert "application's tags" in reasons["mkdocs.yml"] and "testdata" in reasons["pkg/testdata"]
     # Pointed at directly, a testdata directory is judged.
     assert load_manifests(tmp_path / "pkg" / "testdata").problems
+
+
+@pytest.mark.parametrize("text, words", [
+    ("apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  name: b\n", "found duplicate key 'name'"),
+    ("apiVersion: v1\nkind: Service\nmetadata:\n\tname: a\n", "a tab: YAML indents with spaces only"),
+])
+def test_a_file_kubectl_refuses_is_a_problem_saying_why(tmp_path, text, words):
+    write(tmp_path / "x.yaml", text)
+    (problem,) = load_manifests(tmp_path).problems
+    assert words in problem.message and problem.line in (4, 5)
+
+
+def test_a_large_file_without_aliases_is_said_to_be_large(tmp_path):
+    from serving_conformance.base.limits import MAX_YAML_NODES
+
+    write(tmp_path / "big.yaml", "items:\n" + "".join(f"- {i}\n" for i in range(MAX_YAML_NODES + 10)))
+    (problem,) = load_manifests(tmp_path).problems
+    assert "holds more than" in problem.message and "alias" not in problem.message
+
+
+def test_a_kustomization_cycle_fails_with_kustomizes_words(tmp_path):
+    write(tmp_path / "a" / "kustomization.yaml", "resources:\n- ../b\n- d.yaml\n")
+    write(tmp_path / "b" / "kustomization.yaml", "resources:\n- ../a\n")
+    write(tmp_path / "a" / "d.yaml", DEPLOYMENT.format(name="inside-the-cycle"))
+    manifests = load_manifests(tmp_path)
+    assert manifests.problems and all("cycle detected" in p.message for p in manifests.problems)
+    assert manifests.resources == []
+
+
+def test_an_object_without_kind_or_apiversion_is_a_problem(tmp_path):
+    write(tmp_path / "x.yaml", "metadata: {name: x}\nspec: {replicas: 1}\n")
+    write(tmp_path / "values.yaml", "spec: {a: 1}\n")  # values of some chart: not an object
+    (problem,) = load_manifests(tmp_path).problems
+    assert "without apiVersion and kind: kubectl and kustomize refuse it" in problem.message

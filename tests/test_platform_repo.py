@@ -72,3 +72,14 @@ def test_without_its_options_file_the_two_names_of_its_model_fail(pytester, tmp_
     assert set(failed) == {"kserve/kserve/qwen-oci", "kserve/kserve/qwen-oci-next", "deployment/raw-vllm/raw-vllm"}
     assert all("serves model name(s) ['qwen2.5-0.5b-instruct']" in text for text in failed.values())
     assert all("(--served-model-name)" in text for text in failed.values())
+
+
+def test_a_vllm_workload_that_left_the_designs_paths_is_a_notice_saying_why():
+    """The coding models are other models: each is said to be judged by the generic rules only."""
+    from serving_conformance.manifests.design import outside_design
+
+    from .conftest import base_settings
+
+    notices = outside_design(load_manifests(PLATFORM_REPO), base_settings().expect)
+    assert len(notices) == 3 and all("not one of the design's paths" in n for n in notices)
+    assert any("starcoder2" in n for n in notices)

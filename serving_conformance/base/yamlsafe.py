@@ -55,6 +55,7 @@ class _Open:
     size: int = 1
     height: int = 1
     key: Node | None = None
+    keys: set | None = None  # a mapping's scalar keys so far (a duplicate is refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,23 @@ class _Done:
 
 def _refuse(problem: str, event: Any) -> YAMLLimitError:
     return YAMLLimitError(None, None, problem, event.start_mark)
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A mapping names a key twice: kubectl and kustomize refuse the file; PyYAML keeps the last."""
+
+
+def _refuse_duplicate_key(parent: _Open, key: Node) -> None:
+    if not isinstance(key, ScalarNode):
+        return
+    if parent.keys is None:
+        parent.keys = set()
+    seen = (key.tag, key.value)
+    if seen in parent.keys:
+        raise DuplicateKeyError(None, None, f"found duplicate key {key.value!r} (kubectl and kustomize refuse the "
+                                "file; a YAML parser that takes the last value would judge another object)",
+                                key.start_mark)
+    parent.keys.add(seen)
 
 
 class _BoundedComposer:
@@ -135,6 +153,7 @@ class _BoundedComposer:
                 parent.node.value.append(node)
             elif parent.key is None:
                 parent.key = node
+                _refuse_duplicate_key(parent, node)
             else:
                 parent.node.value.append((parent.key, node))
                 parent.key = None
@@ -145,7 +164,10 @@ class _BoundedComposer:
     def _count(self, nodes: int, event: Any) -> None:
         self._expanded += nodes
         if self._expanded > MAX_YAML_NODES:
-            raise _refuse(f"expands to more than {MAX_YAML_NODES:,} nodes (aliases followed)", event)
+            if self._aliases:
+                raise _refuse(f"expands to more than {MAX_YAML_NODES:,} nodes once its {self._aliases:,} alias(es) "
+                              "are followed", event)
+            raise _refuse(f"holds more than {MAX_YAML_NODES:,} nodes (split it into smaller files)", event)
 
     def _alias(self, event: AliasEvent, anchors: dict[str, _Open | _Done], depth: int) -> _Done:
         target = anchors.get(event.anchor)

@@ -31,6 +31,7 @@ from serving_conformance.manifests.workloads import (
 )
 
 DEFAULT_KSERVE_GATEWAY = ("kserve", "kserve-ingress-gateway")
+RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
 
 
 def _norm(text: str) -> str:
@@ -66,6 +67,24 @@ def is_design_path(workload: Workload, expect: Expectations) -> bool:
 
 def design_paths(manifests: ManifestSet, expect: Expectations) -> list[Workload]:
     return [w for w in all_workloads(manifests) if is_design_path(w, expect)]
+
+
+def outside_design(manifests: ManifestSet, expect: Expectations) -> list[str]:
+    """A notice for each vLLM workload that is not one of the design's paths, saying why: a path
+    whose served name or model was changed would otherwise drop out of the design's checks
+    without a word."""
+    notices = []
+    for workload in all_workloads(manifests):
+        if not runs_vllm(workload) or is_design_path(workload, expect) or workload.resource.kind in RUNTIME_KINDS:
+            continue  # a serving runtime is a template, not a path
+        container = workload.serving_container
+        assert container is not None  # runs vLLM
+        notices.append(
+            f"{workload.label} runs vLLM serving {container.vllm.served_model_names or '(no --served-model-name)'} "
+            f"(model {container.vllm.model!r}): not one of the design's paths (it neither serves "
+            f"{expect.served_model_name!r} nor loads that model), so only the generic rules judge it; name it in "
+            "serving-conformance.yaml to judge it as one")
+    return notices
 
 
 def kserve_gateway(manifests: ManifestSet) -> tuple[str, str]:

@@ -146,12 +146,18 @@ def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dic
         }))
         result = proc.attempt([*renderer, str(wrapper)], timeout=RENDER_TIMEOUT_S)
         if result.returncode != 0:
-            raise RenderError(proc.tail(result.stderr or result.stdout, 12))
+            raise RenderError(_cause_last(proc.tail(result.stderr or result.stdout, 12)))
         # kustomize's own output (aliases expanded, inputs read by kustomize): libyaml's loader,
         # many times faster than PyYAML's on a rendered release bundle.
         for document in yaml.load_all(result.stdout, Loader=_FAST_LOADER):
             if isinstance(document, dict):
                 yield _origin(document, wrapper, root), document
+
+
+def _cause_last(text: str, limit: int = 600) -> str:
+    """kustomize nests its error through every level it accumulated: the cause is at the end."""
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def _origin(document: dict[str, Any], wrapper: Path, root: Kustomization) -> Path:

@@ -29,7 +29,12 @@ from serving_conformance.base.limits import (
     MAX_WALK_DEPTH,
 )
 from serving_conformance.manifests import files, kustomize, options_file
-from serving_conformance.manifests.documents import HELM_EXPRESSION, is_kserve_helm_values, templated_name
+from serving_conformance.manifests.documents import (
+    HELM_EXPRESSION,
+    is_kserve_helm_values,
+    is_values_file,
+    templated_name,
+)
 from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -84,6 +89,17 @@ def _owning_kustomization(path: Path, tree: Mapping[Path, kustomize.Kustomizatio
         if directory == top or top not in directory.parents:
             return None
     return None
+
+
+def _tab_at(text: str, mark: Any) -> bool:
+    """Whether a parse error points at a tab (libyaml only says "cannot start any token")."""
+    if mark is None:
+        return False
+    lines = text.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return False
+    line = lines[mark.line]
+    return "\t" in line[: mark.column + 1] and not line[: mark.column].strip(" \t-:")
 
 
 class _Walker:
@@ -185,8 +201,13 @@ class _Walker:
         for k in tree.values():
             for missing, why in k.missing.items():
                 self.result.problems.append(LoadProblem(k.path, None, f"lists {missing!r}, which {why}"))
+        roots = [d for d in tree if d not in included]
+        reached = {m.directory for d in roots for m in kustomize.closure(tree[d], tree)}
         for directory, k in sorted(tree.items()):
-            if directory in included:
+            if directory in included and directory in reached:
+                continue
+            if directory in included:  # in a cycle of kustomizations: kustomize says what it makes of it
+                self.render_root(k, tree)
                 continue
             if k.spec.get("kind") == "Component":
                 self.skip(k.path, "a kustomize Component no kustomization here uses: it is rendered only through "
@@ -323,6 +344,8 @@ class _Walker:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
+            if _tab_at(text, mark):
+                problem += " (a tab: YAML indents with spaces only)"
             what = "goes past the suite's YAML bounds" if isinstance(exc, yamlsafe.YAMLLimitError) else "is not valid YAML"
             self.result.problems.append(LoadProblem(path, line, f"{what}: {problem}"))
             return None
@@ -342,6 +365,12 @@ class _Walker:
             self.result.resources.append(Resource(data, path, line, HELM_VALUES_KIND, via))
             return
         if not isinstance(data, Mapping) or "kind" not in data or "apiVersion" not in data:
+            if isinstance(data, Mapping) and {"metadata", "spec"} & set(data) and not is_values_file(path):
+                missing = " and ".join(k for k in ("apiVersion", "kind") if k not in data)
+                self.result.problems.append(LoadProblem(
+                    path, line, f"an object (it has {', '.join(sorted({'metadata', 'spec'} & set(data)))}) without "
+                    f"{missing}: kubectl and kustomize refuse it"))
+                return
             reason = ("Helm values of another chart than KServe's: not read" if path.name.startswith("values")
                       else "not a Kubernetes object (no kind/apiVersion)")
             self.skip(path, reason, line)

@@ -10,8 +10,9 @@ of the kserve-resources chart are checked against the keys the chart's own value
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources as importlib_resources
 from pathlib import Path
@@ -20,7 +21,14 @@ from typing import Any
 import jsonschema
 import yaml
 
-from serving_conformance.base.upstream import UpstreamUnavailable, gateway_api_files, kserve_files
+from serving_conformance.base.upstream import (
+    UpstreamUnavailable,
+    crd_documents,
+    gateway_api_files,
+    istio_crd_files,
+    kserve_files,
+)
+from serving_conformance.base.versions import ISTIO_API
 from serving_conformance.manifests.model import HELM_VALUES_KIND, Resource
 from serving_conformance.rules.findings import CannotCheck, Finding, Rule, RuleContext
 
@@ -149,7 +157,85 @@ def _core_filename(resource: Resource) -> str:
     return f"{resource.kind.lower()}-{api}.json"
 
 
+# Kubernetes' own groups whose name has no dot (the rest end in .k8s.io, but not every such group
+# is Kubernetes' own: the Inference Extension's is not).
+CORE_GROUPS = ("", "apps", "batch", "autoscaling", "policy", "extensions")
+
+
+class NotServed(Exception):
+    """The pinned releases serve no such kind (or not at this version) in a group known here."""
+
+
+ISTIO_GROUPS = ("networking.istio.io", "security.istio.io")
+
+
+@lru_cache(maxsize=None)
+def _core_served(kubernetes_version: str) -> dict[str, dict[str, set[str]]]:
+    """group -> kind -> versions Kubernetes serves, from its published definitions."""
+    served: dict[str, dict[str, set[str]]] = {}
+    for definition in _core_definitions(_core_schema_dir(kubernetes_version)).values():
+        for gvk in definition.get("x-kubernetes-group-version-kind") or []:
+            served.setdefault(gvk["group"], {}).setdefault(gvk["kind"], set()).add(gvk["version"])
+    return served
+
+
+def _from_crds(keys: Iterable[str]) -> dict[str, dict[str, set[str]]]:
+    served: dict[str, dict[str, set[str]]] = {}
+    for key in keys:
+        group, version, kind = key.split("/")
+        served.setdefault(group, {}).setdefault(kind, set()).add(version)
+    return served
+
+
+@lru_cache(maxsize=None)
+def _istio_served(version: str) -> dict[str, dict[str, set[str]]]:
+    keys = []
+    for crd in crd_documents(istio_crd_files(version) / "kubernetes"):
+        spec = crd["spec"]
+        keys += [f"{spec['group']}/{v['name']}/{spec['names']['kind']}" for v in spec.get("versions") or []]
+    return _from_crds(keys)
+
+
+def served_in(group: str, ctx: RuleContext) -> dict[str, set[str]] | None:
+    """kind -> versions the pinned releases serve in `group`; None for a group not known here."""
+    expect = ctx.expect
+    try:
+        if group == KSERVE_GROUP:
+            return _from_crds(_kserve_validators(expect.kserve_version)).get(group, {})
+        if group == GATEWAY_GROUP:
+            return _from_crds(_gateway_validators(expect.gateway_api_version, expect.gateway_api_channel)).get(group, {})
+        if group in ISTIO_GROUPS:
+            return _istio_served(ISTIO_API).get(group, {})
+        core = _core_served(expect.kubernetes_version)
+        if group in core or group in CORE_GROUPS:  # Kubernetes' own (not every *.k8s.io group is)
+            return core.get(group, {})
+    except (UpstreamUnavailable, CannotCheck):
+        return None
+    return None
+
+
+def not_served(resource: Resource, ctx: RuleContext) -> str | None:
+    """Why the pinned releases refuse this apiVersion and kind, naming what they serve; None when
+    they serve it, or the group is not known here."""
+    group, _, version = resource.api_version.rpartition("/")
+    served = served_in(group, ctx)
+    if served is None or version in served.get(resource.kind, set()):
+        return None
+    where = f"the pinned releases (Kubernetes {ctx.expect.kubernetes_version}, KServe {ctx.expect.kserve_version}, " \
+            f"Gateway API {ctx.expect.gateway_api_version})"
+    if resource.kind in served:
+        versions = ", ".join(f"{group + '/' if group else ''}{v}" for v in sorted(served[resource.kind]))
+        return f"{resource.api_version} {resource.kind}: {where} serve {resource.kind} at {versions} only"
+    close = difflib.get_close_matches(resource.kind, list(served), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"{resource.api_version} {resource.kind}: {where} serve no kind {resource.kind!r} in group " \
+           f"{group or 'core'!r}{hint}"
+
+
 def _validator_for(resource: Resource, ctx: RuleContext) -> jsonschema.protocols.Validator:
+    why = not_served(resource, ctx)
+    if why is not None:
+        raise NotServed(why)
     group, _, version = resource.api_version.rpartition("/")
     try:
         if group == KSERVE_GROUP:
@@ -196,7 +282,11 @@ def _server_optional(resource: Resource, error: jsonschema.ValidationError) -> b
 
 
 def _check_object(resource: Resource, ctx: RuleContext) -> list[Finding]:
-    validator = _validator_for(resource, ctx)
+    try:
+        validator = _validator_for(resource, ctx)
+    except NotServed as exc:
+        return [Finding(found=str(exc), effect="the API server refuses the object: no such resource",
+                        fix="use the kind and apiVersion the pinned release serves")]
     errors = sorted((e for e in validator.iter_errors(dict(resource.body)) if not _server_optional(resource, e)),
                     key=lambda e: list(map(str, e.absolute_path)))
     findings = [
@@ -253,6 +343,10 @@ def schema_known(resource: Resource, ctx: RuleContext) -> bool:
     group = resource.api_version.rpartition("/")[0]
     if resource.kind == HELM_VALUES_KIND or group in (KSERVE_GROUP, GATEWAY_GROUP):
         return True
+    if group in ISTIO_GROUPS:
+        return not_served(resource, ctx) is not None  # no schema here: only a kind Istio lacks is judged
+    if not_served(resource, ctx) is not None:
+        return True  # judged: and it fails, naming what the group serves
     if "." in group and not group.endswith(".k8s.io"):
         return False  # a third-party API group: no published Kubernetes schema covers it
     try:
@@ -261,32 +355,13 @@ def schema_known(resource: Resource, ctx: RuleContext) -> bool:
         return True  # judged, and skipped with the reason
 
 
-# Groups whose kinds this suite knows all of (Kubernetes' own, KServe's, Gateway API's): a kind or
-# version of theirs that the pinned release does not serve is a mistake, not another API.
-CORE_GROUPS = ("", "apps", "batch", "autoscaling", "policy", "extensions")
-
-
-def known_group(group: str) -> bool:
-    return group in CORE_GROUPS or group.endswith(".k8s.io") or group == KSERVE_GROUP
-
-
 def kind_served(api_version: str, kind: str, ctx: RuleContext) -> bool | None:
     """Whether the pinned releases serve `kind` at `api_version`: True or False for a group known
     here, None for other groups (Argo CD, KEDA, a tool's own apiVersion) or where the schemas are
     not obtainable."""
     group, _, version = api_version.rpartition("/")
-    if not known_group(group):
-        return None
-    probe = Resource({"apiVersion": api_version, "kind": kind}, Path("-"), 0)
-    try:
-        if group in (KSERVE_GROUP, GATEWAY_GROUP):
-            expect = ctx.expect
-            validators = (_kserve_validators(expect.kserve_version) if group == KSERVE_GROUP
-                          else _gateway_validators(expect.gateway_api_version, expect.gateway_api_channel))
-            return f"{group}/{version}/{kind}" in validators
-        return _core_validator(_core_schema_dir(ctx.expect.kubernetes_version), _core_filename(probe)) is not None
-    except (UpstreamUnavailable, CannotCheck):
-        return None
+    served = served_in(group, ctx)
+    return None if served is None else version in served.get(kind, set())
 
 
 def classify_nameless(ctx: RuleContext) -> None:
