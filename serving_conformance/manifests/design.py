@@ -19,6 +19,7 @@ from serving_conformance.manifests.model import ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
 from serving_conformance.manifests.workloads import (
     POD_TEMPLATE_KINDS,
+    RUNTIME_KINDS,
     ResourceSelector,
     Workload,
     all_workloads,
@@ -31,7 +32,6 @@ from serving_conformance.manifests.workloads import (
 )
 
 DEFAULT_KSERVE_GATEWAY = ("kserve", "kserve-ingress-gateway")
-RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
 
 
 def _norm(text: str) -> str:

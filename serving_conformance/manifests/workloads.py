@@ -21,6 +21,8 @@ from serving_conformance.manifests.model import ManifestSet, Resource
 KSERVE_CONTAINER = "kserve-container"
 KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")
 POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet")
+# KServe's serving runtimes: templates whose resources each InferenceService that uses one gives.
+RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
 GPU_RESOURCE = "nvidia.com/gpu"
 VLLM_DEFAULT_PORT = 8000
 # KServe points the Service and probes at the first containerPort, or at 8080 when none is declared.

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from serving_conformance.manifests.model import Resource
-from serving_conformance.manifests.workloads import GPU_RESOURCE
+from serving_conformance.manifests.workloads import GPU_RESOURCE, RUNTIME_KINDS
 from serving_conformance.rules.common import vllm_containers
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
-
-# KServe's serving runtimes are templates: each InferenceService that uses one gives the resources.
-RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
-
 
 def _runs_vllm_gpu(resource: Resource) -> bool:
     return any(c.accelerator == "cuda" for _, c in vllm_containers(resource))

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from serving_conformance.base.quantity import parse_quantity
 from serving_conformance.manifests.model import Resource
-from serving_conformance.manifests.workloads import workloads_of
+from serving_conformance.manifests.workloads import RUNTIME_KINDS, workloads_of
 from serving_conformance.rules.common import is_isvc, quantity, vllm_containers
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
@@ -82,7 +82,7 @@ def _check_vllm_cpu(resource: Resource, ctx: RuleContext) -> list[Finding]:
         if not container.is_cpu_build:
             continue
         request = container.requests().get("cpu")
-        if request is None and resource.kind in ("ServingRuntime", "ClusterServingRuntime"):
+        if request is None and resource.kind in RUNTIME_KINDS:
             continue  # a runtime is a template: each InferenceService using it gives the request
         cores = quantity(request) if request is not None else None
         if cores is None or cores < VLLM_CPU_MIN_CORES:
