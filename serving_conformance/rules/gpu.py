@@ -7,6 +7,7 @@ from serving_conformance.manifests.workloads import GPU_RESOURCE, RUNTIME_KINDS
 from serving_conformance.rules.common import vllm_containers
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
+
 def _runs_vllm_gpu(resource: Resource) -> bool:
     return any(c.accelerator == "cuda" for _, c in vllm_containers(resource))
 
