@@ -20,7 +20,7 @@ import pytest
 from serving_conformance import fixtures, invocation
 from serving_conformance.base.data import SUITE
 from serving_conformance.base.progress import progress
-from serving_conformance.base.redact import Secret
+from serving_conformance.base.redact import Secret, redact_text
 from serving_conformance.behaviours import Behaviour, Layer, registered
 from serving_conformance.cluster.base import new_run
 from serving_conformance.diagnostics import collect_for_item as collect_diagnostics
@@ -165,6 +165,7 @@ def pytest_configure_node(node) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
+    _redacted(report)
     if report.failed and report.when in ("setup", "call") and "deployer" in getattr(item, "funcargs", {}):
         path = collect_diagnostics(item)
         if path is not None:
@@ -193,6 +194,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         elif run_dir.exists():
             progress(f"teardown incomplete: kept {run_dir}; the next local testbed run stops what it names, "
                      "or remove it by hand once nothing runs from it")
+
+
+def _redacted(report: pytest.TestReport) -> None:
+    """The one place every failure and skip message is redacted before anything prints it: the
+    terminal, JUnit and the conformance report all read the test report (a rule quoting
+    `--model=https://user:pw@host/`, an oci:// URI with credentials, an --api-key argument)."""
+    if report.longrepr is None:
+        return
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, redact_text(str(reason)))
+        return
+    text = str(report.longrepr)
+    redacted = redact_text(text)
+    if redacted != text:
+        report.longrepr = redacted
+    report.sections = [(title, redact_text(content)) for title, content in report.sections]
 
 
 # --- collection ---------------------------------------------------------------------------------

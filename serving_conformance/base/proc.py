@@ -21,12 +21,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,17 +82,25 @@ def file_tail(path: Path, lines: int = TAIL_LINES) -> str:
         return "(no log)"
 
 
+def _address_space(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child, before exec: its whole address space, and its children's
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
 def attempt(
     args: Sequence[str], *, timeout: float | None = None, env: Mapping[str, str] | None = None,
-    cwd: Path | None = None, input: str | None = None,
+    cwd: Path | None = None, input: str | None = None, memory: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command and hand back its result whatever its exit status; a program that cannot be
-    started, or runs out of time, answers 127 or 124 with the reason on stderr."""
+    started, or runs out of time, answers 127 or 124 with the reason on stderr. `memory` bounds
+    the program's address space in bytes (it fails instead of growing past it)."""
     try:
         return subprocess.run(
             list(args), capture_output=True, text=True, errors="replace", timeout=timeout, check=False,
             env=dict(env) if env is not None else None, cwd=cwd, input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
+            preexec_fn=_address_space(memory) if memory is not None else None,
         )
     except OSError as exc:
         return subprocess.CompletedProcess(list(args), 127, "", f"cannot run {args[0]}: {exc}")

@@ -25,6 +25,8 @@ _WORD = r"[A-Za-z0-9_.-]*(?:api[_-]?key|token|secret|password|passwd|credentials
 _TEXT_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # --api-key=X, --hf-token X (same line only)
     (re.compile(rf"(--?{_WORD})(=|[ \t]+)(?!-)[^\s\"',;]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
+    # "--api-key", "X" (an argument list as a rule quotes it)
+    (re.compile(rf"""(['"]--?{_WORD}['"][ \t]*,[ \t]*['"])[^'"\n]*(['"])""", re.IGNORECASE), rf"\1{REDACTED}\2"),
     # Authorization: Bearer X, Basic X, wherever they appear
     (re.compile(r"\b(Bearer|Basic)([ \t]+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
     # scheme://user:password@host (and a token as the user: https://TOKEN@host)

@@ -10,6 +10,7 @@ needs them is not rendered, and says why.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from serving_conformance.base import proc
+from serving_conformance.base.limits import MAX_KUSTOMIZE_BYTES
 from serving_conformance.manifests import files
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -144,9 +146,16 @@ def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dic
             "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
             "resources": [str(relative)], "buildMetadata": ["originAnnotations"],
         }))
-        result = proc.attempt([*renderer, str(wrapper)], timeout=RENDER_TIMEOUT_S)
+        result = proc.attempt([*renderer, str(wrapper)], timeout=RENDER_TIMEOUT_S, memory=MAX_KUSTOMIZE_BYTES,
+                              env={**os.environ, "GOMEMLIMIT": str(MAX_KUSTOMIZE_BYTES // 2)})
+        if result.returncode == 124:
+            raise RenderError(f"kustomize ran past {RENDER_TIMEOUT_S:.0f}s and was stopped (the suite's bound)")
         if result.returncode != 0:
-            raise RenderError(_cause_last(proc.tail(result.stderr or result.stdout, 12)))
+            cause = _cause_last(proc.tail(result.stderr or result.stdout, 12))
+            if "out of memory" in cause or "cannot allocate memory" in cause:
+                cause = (f"kustomize needed more than the suite's {MAX_KUSTOMIZE_BYTES // 2**20} MiB and stopped: "
+                         f"{cause[-300:]}")
+            raise RenderError(cause)
         # kustomize's own output (aliases expanded, inputs read by kustomize): libyaml's loader,
         # many times faster than PyYAML's on a rendered release bundle.
         for document in yaml.load_all(result.stdout, Loader=_FAST_LOADER):

@@ -112,6 +112,7 @@ class _Walker:
         self.bytes_read = 0
         self.full = False  # a limit on the whole walk was reached: read nothing more
         self._starts: dict[Path, dict[tuple[Any, Any], int]] = {}
+        self._vetted: dict[Path, str | None] = {}
 
     # --- scanning -----------------------------------------------------------------------------
 
@@ -258,6 +259,8 @@ class _Walker:
             return
         if any(k.missing for k in members):
             return  # each missing entry is a problem already; kustomize would only repeat it
+        if not self.vetted(members):
+            return  # a file it reads goes past the bounds: kustomize never sees it
         renderer = self.renderer()
         if renderer is None:
             self.result.problems.append(LoadProblem(
@@ -272,6 +275,40 @@ class _Walker:
         self.result.files.append(root.path)
         for source, document in rendered:
             self.add(source, self.line_of(source, document), document, via=root.path)
+
+    def vetted(self, members: list[kustomize.Kustomization]) -> bool:
+        """Every YAML file these kustomizations read passes the same bounded reader as any manifest
+        (size, aliases, depth) before kustomize reads it: an alias bomb two files away from the
+        directory is one problem of its file, not kustomize growing until the kernel ends it."""
+        ok = True
+        for k in members:
+            for path in k.files:
+                if path.suffix not in YAML_SUFFIXES:
+                    continue
+                why = self.vet(path)
+                if why is not None:
+                    self.result.problems.append(LoadProblem(path, None, f"listed by {k.path}: {why}; not rendered"))
+                    ok = False
+        return ok
+
+    def vet(self, path: Path) -> str | None:
+        """Why this file goes past the bounds (None when it does not); each file is read once."""
+        if path not in self._vetted:
+            why = None
+            try:
+                found: dict[tuple[Any, Any], int] = {}
+                for line, data in parse_documents(files.read_text(path)):
+                    if isinstance(data, Mapping) and isinstance(data.get("metadata"), Mapping):
+                        found.setdefault((data.get("kind"), data["metadata"].get("name")), line)
+                self._starts[path] = found  # where its objects start, for the rendered ones
+            except ValueError as exc:
+                why = str(exc)
+            except yamlsafe.YAMLLimitError as exc:
+                why = f"goes past the suite's YAML bounds: {exc.problem}"
+            except yaml.YAMLError:
+                why = None  # not valid YAML: kustomize says so in its own words
+            self._vetted[path] = why
+        return self._vetted[path]
 
     def read_unrendered(self, members: list[kustomize.Kustomization], why: str) -> None:
         """A kustomization that cannot be rendered: its local resources are not judged either, since
