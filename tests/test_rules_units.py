@@ -1025,3 +1025,66 @@ spec:
       containers: [{name: vllm, image: "vllm/vllm-openai:v0.23.0", resources: {claims: [{name: gpus}]}}]
 """)
     assert found(gpu.GPU_WORKLOADS, ctx, "dra") == []
+
+
+# --- the survivors of mutation testing, each killed by the input it missed ---------------------------
+
+
+def test_a_memory_only_request_is_checked():
+    ctx = context(isvc("mem", """
+    containers:
+      - {name: kserve-container, image: x, resources: {requests: {memory: 4Gi}}}"""))
+    assert found(resources.LIMITS_COVER_REQUESTS, ctx, "mem") == [
+        "kserve/mem predictor container 'kserve-container' requests memory=4Gi with no limits.memory"]
+
+
+def test_a_missing_cpu_limit_does_not_hide_a_memory_limit_below_its_request():
+    ctx = context(isvc("both", """
+    containers:
+      - {name: kserve-container, image: x, resources: {requests: {cpu: "2", memory: 4Gi}, limits: {memory: 1Gi}}}"""))
+    assert found(resources.LIMITS_COVER_REQUESTS, ctx, "both") == [
+        "kserve/both predictor container 'kserve-container' requests cpu=2 with no limits.cpu",
+        "kserve/both predictor container 'kserve-container' limits.memory=1Gi is below requests.memory=4Gi"]
+
+
+def test_a_cpu_vllm_container_does_not_hide_a_gpu_one_beside_it():
+    ctx = context(f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: two}}
+spec:
+  strategy: {{type: Recreate}}
+  template:
+    spec:
+      containers:
+        - {{name: cpu, image: "{CPU_IMAGE}", resources: {{requests: {{cpu: "2"}}}}}}
+        - {{name: gpu, image: "{IMAGE}"}}
+""")
+    assert found(gpu.GPU_WORKLOADS, ctx, "two") == [
+        "deployment/two container 'gpu' runs a GPU vLLM image without limits['nvidia.com/gpu']"]
+
+
+def test_two_external_secrets_in_one_namespace_are_told_apart():
+    ctx = context("""
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: other, namespace: n}
+spec: {target: {name: other}, data: [{secretKey: unrelated, remoteRef: {key: x}}]}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: keys, namespace: n}
+spec: {target: {name: keys}, data: [{secretKey: api-key, remoteRef: {key: y}}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: raw, namespace: n}
+spec:
+  template:
+    spec:
+      containers:
+        - name: vllm
+          image: x
+          env: [{name: VLLM_API_KEY, valueFrom: {secretKeyRef: {name: keys, key: api-key}}}]
+""")
+    assert found(wiring.SECRET_REFS_RESOLVE, ctx, "raw") == []
