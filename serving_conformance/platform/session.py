@@ -31,6 +31,7 @@ from serving_conformance.manifests.roles import is_platform
 from serving_conformance.manifests.scale import scaled_workloads
 from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.platform.deploy import secret_stand_ins
+from serving_conformance.platform.discover import installed
 from serving_conformance.platform.installer import Installer
 from serving_conformance.providers.choose import choose_provider
 
@@ -117,6 +118,11 @@ class ClusterSession:
                 source = getattr(provider, "release_source", lambda: None)()
                 Installer(self.settings, cluster, kube, self.manifests, self.log, source).install(provider)
                 cluster.features |= discover_features(kube)
+                if cluster.provider == "existing":  # what it runs is the cluster's: named, stand-ins said so
+                    found = installed(kube, self.manifests, self.settings.kserve_namespace,
+                                      self.settings.expect.kserve_version)
+                    cluster.info.update(found.info)
+                    cluster.substitutions += found.substitutions
                 cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
                 serving = [r for r in self.manifests.resources if not is_platform(r)]
                 cluster.substitutions += [s.substitution() for s in scaled_workloads(serving, self.manifests)]

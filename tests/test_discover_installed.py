@@ -1,0 +1,76 @@
+"""On an existing cluster, the report names what it found installed (KServe's manager image and
+version, the Gateway's class and controller, GPU nodes and their device plugins), and what of it
+is not what the platform runs is a stand-in. Read from objects as the API server returns them;
+`--cluster existing` runs it on every cluster it is pointed at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serving_conformance.base.data import DEFAULT_MANIFESTS
+from serving_conformance.manifests.load import load_manifests
+from serving_conformance.platform.discover import installed
+
+
+class Objects:
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = objects
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        return [o for o in self.objects if o["kind"] == kind
+                and (namespace is None or o["metadata"].get("namespace") == namespace)]
+
+    def get(self, ref):
+        return next((o for o in self.objects if o["kind"] == ref.kind and o["metadata"]["name"] == ref.name
+                     and o["metadata"].get("namespace") == ref.namespace), None)
+
+
+def manager(image: str) -> dict:
+    return {"kind": "Deployment", "metadata": {"name": "kserve-controller-manager", "namespace": "kserve"},
+            "spec": {"template": {"spec": {"containers": [{"name": "manager", "image": image}]}}}}
+
+
+GATEWAY = {"kind": "Gateway", "metadata": {"name": "kserve-ingress-gateway", "namespace": "kserve"},
+           "spec": {"gatewayClassName": "traefik"}}
+CLASS = {"kind": "GatewayClass", "metadata": {"name": "traefik"}, "spec": {"controllerName": "traefik.io/gateway-controller"}}
+
+
+def node(name: str, gpus: int, simulated: bool = False) -> dict:
+    labels = {"serving-conformance.dev/simulated-gpu": "true"} if simulated else {}
+    return {"kind": "Node", "metadata": {"name": name, "labels": labels},
+            "status": {"allocatable": {"nvidia.com/gpu": str(gpus)} if gpus else {}}}
+
+
+MANIFESTS = load_manifests(DEFAULT_MANIFESTS)  # their Gateway names class agentgateway
+
+
+def test_the_platforms_own_components_are_named_and_not_stand_ins():
+    found = installed(Objects([manager("docker.io/kserve/kserve-controller:v0.19.0"), node("gpu-1", 1),
+                               {"kind": "DaemonSet", "metadata": {"name": "nvidia-device-plugin-daemonset",
+                                                                  "namespace": "gpu-operator"}}]),
+                      MANIFESTS, "kserve", "0.19.0")
+    assert found.info["kserveManager"] == "docker.io/kserve/kserve-controller:v0.19.0"
+    assert found.info["gpuNodes"] == "gpu-1 (1 nvidia.com/gpu)"
+    assert found.info["gpuDevicePlugins"] == "gpu-operator/nvidia-device-plugin-daemonset"
+    assert found.info["gateway"] == "Gateway kserve/kserve-ingress-gateway not found"
+    assert found.substitutions == []
+
+
+def test_the_suites_own_stand_ins_left_on_a_cluster_are_stand_ins_there_too():
+    found = installed(Objects([manager("localhost/serving-conformance/kserve-manager:v0.19.0"), GATEWAY, CLASS,
+                               node("worker", 4, simulated=True)]), MANIFESTS, "kserve", "0.19.0")
+    subjects = {s.subject: s for s in found.substitutions}
+    assert set(subjects) == {"kserve-manager", "gateway", "gpu"}
+    assert "built by this suite" in subjects["kserve-manager"].here
+    assert subjects["gateway"].platform == "GatewayClass agentgateway, as the manifests name it"
+    assert "traefik.io/gateway-controller" in subjects["gateway"].here
+    assert "no GPU exists" in subjects["gpu"].here
+
+
+def test_a_manager_outside_the_cluster_is_found_by_its_webhooks():
+    webhook = {"kind": "MutatingWebhookConfiguration", "metadata": {"name": "inferenceservice.serving.kserve.io"},
+               "webhooks": [{"name": "inferenceservice.kserve-webhook-server.defaulter",
+                             "clientConfig": {"url": "https://127.0.0.1:9443/mutate"}}]}
+    found = installed(Objects([webhook]), MANIFESTS, "kserve", "0.19.0")
+    assert found.info["kserveManager"] == "outside the cluster (webhooks at https://127.0.0.1:9443/mutate)"
+    assert [s.subject for s in found.substitutions] == ["kserve-manager"]
