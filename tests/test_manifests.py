@@ -207,3 +207,11 @@ def test_an_object_without_kind_or_apiversion_is_a_problem(tmp_path):
     write(tmp_path / "values.yaml", "spec: {a: 1}\n")  # values of some chart: not an object
     (problem,) = load_manifests(tmp_path).problems
     assert "without apiVersion and kind: kubectl and kustomize refuse it" in problem.message
+
+
+def test_a_directory_that_holds_only_a_helm_chart_is_listed_not_a_problem(tmp_path):
+    write(tmp_path / "chart" / "Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    write(tmp_path / "chart" / "templates" / "d.yaml", "kind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n")
+    manifests = load_manifests(tmp_path)
+    assert not manifests.problems and "Helm chart" in manifests.not_followed[0].message
+    assert "holds no YAML" in load_manifests(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path).problems[0].message

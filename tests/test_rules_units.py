@@ -1088,3 +1088,40 @@ spec:
           env: [{name: VLLM_API_KEY, valueFrom: {secretKeyRef: {name: keys, key: api-key}}}]
 """)
     assert found(wiring.SECRET_REFS_RESOLVE, ctx, "raw") == []
+
+
+def test_a_schema_property_named_ref_is_a_property_not_a_reference():
+    """Kubernetes' CustomResourceDefinition schema describes JSON schemas: it has a property named
+    "$ref". Taken for a reference, any CRD in a repository crashed the run (the field trial)."""
+    from serving_conformance.rules.schema import _inline_refs
+
+    schema = {"properties": {"$ref": {"type": "string"}, "x": {"$ref": "#/$defs/X"}}}
+    assert _inline_refs(schema, {"X": {"type": "integer"}}) == {
+        "properties": {"$ref": {"type": "string"}, "x": {"type": "integer"}}}
+    ctx = schema_ctx("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+                     "metadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n"
+                     "  names: {kind: Widget, plural: widgets}\n  versions: [{name: v1, served: true, storage: true}]\n")
+    assert SCHEMA_VALID.check(ctx.manifests.resources[0], ctx) == []
+
+
+def test_argo_values_may_start_above_the_manifests_directory_within_its_repository(tmp_path):
+    """A platform engineer points the suite at argocd/ of a repository whose values are in
+    platform/: the values exist in the repository (up to its git top), so nothing is wrong."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "platform" / "kserve").mkdir(parents=True)
+    (tmp_path / "platform" / "kserve" / "values.yaml").write_text("kserve: {}\n")
+    argocd = tmp_path / "argocd"
+    argocd.mkdir()
+    app = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: kserve}
+spec:
+  sources:
+    - {repoURL: https://example.invalid/charts, chart: kserve-resources, helm: {valueFiles: [$values/platform/kserve/values.yaml]}}
+    - {repoURL: https://example.invalid/platform.git, ref: values}
+"""
+    ctx = context(app, root=argocd)
+    assert found(kserve.PLATFORM_CONFIG, ctx) == []
+    ctx = context(app.replace("platform/kserve/values.yaml", "platform/kserve/gone.yaml"), root=argocd)
+    assert "which is not in the repository" in found(kserve.PLATFORM_CONFIG, ctx)[0]
