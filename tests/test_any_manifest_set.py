@@ -173,8 +173,9 @@ def overlay(tree: Tree, target: str, index: int) -> Tree:
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
     if target.endswith((".yaml", ".yml")):
         directory = Path(target).parent
-        if str(directory / "kustomization.yaml") in files:
-            return tree
+        below = [k for k in files if directory in Path(k).parents and Path(k).parent != directory]
+        if str(directory / "kustomization.yaml") in files or below:
+            return tree  # a kustomization there would own its subdirectories too: another set of objects
         listed = sorted(Path(k).name for k in files if Path(k).parent == directory and k.endswith((".yaml", ".yml")))
         files[str(directory / "kustomization.yaml")] = yaml.safe_dump({**kustomization, "resources": listed})
     else:

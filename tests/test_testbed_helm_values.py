@@ -70,7 +70,8 @@ def test_the_testbed_runs_kserve_on_the_helm_values(pytester, tmp_path):
     )
     tests = {t["id"].split("::", 1)[1]: t for p in json.loads(report.read_text())["profiles"]
              for b in p["behaviours"] for t in b["tests"]}
-    assert {name: t["outcome"] for name, t in tests.items()} == {
+    # The other cases of the profile were deselected by -k: listed as not-run, never as passed.
+    assert {name: t["outcome"] for name, t in tests.items() if t["outcome"] != "not-run"} == {
         "test_inferenceservice_becomes_ready_in_standard_mode[kserve/qwen-cpu]": "pass",
         "test_no_virtualservice_over_the_window[kserve/qwen-cpu]": "pass",
         "test_httproute_points_at_the_gateway_and_is_accepted[kserve/qwen-cpu]": "pass",

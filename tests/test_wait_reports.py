@@ -73,7 +73,7 @@ class OneDeployment:
     def list(self, *args, **kwargs):
         return []
 
-    def wait_for(self, ref, condition, timeout, what, progress=None):
+    def wait_for(self, ref, condition, timeout, what, progress=None, doomed=None):
         self.waits += 1
         raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} ({ref})")
 
