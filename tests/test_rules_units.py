@@ -1125,3 +1125,10 @@ spec:
     assert found(kserve.PLATFORM_CONFIG, ctx) == []
     ctx = context(app.replace("platform/kserve/values.yaml", "platform/kserve/gone.yaml"), root=argocd)
     assert "which is not in the repository" in found(kserve.PLATFORM_CONFIG, ctx)[0]
+
+
+def test_crd_defaults_are_applied_before_validation_as_the_api_server_does():
+    ctx = context("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n"
+                  "  gatewayClassName: c\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+                  "  addresses: [{value: 10.0.0.1}]\n")
+    assert [f.found for r in ctx.manifests.resources for f in SCHEMA_VALID.check(r, ctx)] == []

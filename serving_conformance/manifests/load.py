@@ -297,6 +297,10 @@ class _Walker(Rendering):
         if is_kserve_helm_values(data, path):
             self.result.resources.append(Resource(data, path, line, HELM_VALUES_KIND, via))
             return
+        if isinstance(data, Mapping) and templated_name(data):
+            self.skip(path, f"{data.get('kind', 'an object')} named by a template placeholder: a template, not rendered",
+                      line)
+            return
         if not isinstance(data, Mapping) or "kind" not in data or "apiVersion" not in data:
             if isinstance(data, Mapping) and {"metadata", "spec"} & set(data) and not is_values_file(path):
                 missing = " and ".join(k for k in ("apiVersion", "kind") if k not in data)
@@ -314,9 +318,6 @@ class _Walker(Rendering):
         if data["kind"] == "List":
             for item in data.get("items") or []:
                 self.add(path, line, item, via)
-            return
-        if templated_name(data):
-            self.skip(path, f"{data['kind']} named by a template placeholder: a template, not rendered", line)
             return
         meta = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
         if not meta.get("name"):

@@ -281,13 +281,34 @@ def _server_optional(resource: Resource, error: jsonschema.ValidationError) -> b
     return all((resource.kind, parent, name) in SERVER_OPTIONAL for name in missing) and bool(missing)
 
 
+def with_defaults(instance: Any, schema: Any) -> Any:
+    """The object as a CRD's structural schema defaults it before validation (the API server
+    fills each absent property that has a `default`): a Gateway address without a type is an
+    IPAddress there, and its oneOf is judged as such."""
+    if isinstance(instance, list) and isinstance(schema, Mapping) and isinstance(schema.get("items"), Mapping):
+        return [with_defaults(item, schema["items"]) for item in instance]
+    if not isinstance(instance, Mapping) or not isinstance(schema, Mapping):
+        return instance
+    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    result = dict(instance)
+    for name, sub in properties.items():
+        if name in result:
+            result[name] = with_defaults(result[name], sub)
+        elif isinstance(sub, Mapping) and "default" in sub:
+            result[name] = sub["default"]
+    return result
+
+
 def _check_object(resource: Resource, ctx: RuleContext) -> list[Finding]:
     try:
         validator = _validator_for(resource, ctx)
     except NotServed as exc:
         return [Finding(found=str(exc), effect="the API server refuses the object: no such resource",
                         fix="use the kind and apiVersion the pinned release serves")]
-    errors = sorted((e for e in validator.iter_errors(dict(resource.body)) if not _server_optional(resource, e)),
+    body = dict(resource.body)
+    if resource.group in (KSERVE_GROUP, GATEWAY_GROUP):
+        body = with_defaults(body, validator.schema)
+    errors = sorted((e for e in validator.iter_errors(body) if not _server_optional(resource, e)),
                     key=lambda e: list(map(str, e.absolute_path)))
     findings = [
         Finding(
