@@ -201,3 +201,37 @@ def test_every_finding_site_has_a_fault_that_reaches_it_alone():
               if any(_site_key(text)[:2] == k[:2] and _site_key(text)[2].startswith(k[2]) for k in ALWAYS_WITH_ANOTHER)}
     missing = [sites[s] for s in sorted(sites) if s not in alone and s not in exempt]
     assert not missing, "\n".join(missing)
+
+
+# --- every diagnosis, word for word -----------------------------------------------------------------
+
+MESSAGES = TESTDATA / "fault-messages.yaml"
+
+
+def _messages(source: str, name: str) -> list[str]:
+    """Every failure message of every rule on a faulty variant, the variant's location replaced."""
+    root = str(_workdir() / source / name)
+    context = variant(source, name)
+    found = [f"{f.behaviour} {f.ident}: {f.message}" for f in parse_failures(context)]
+    for rule in RULES:
+        found += [f"{f.behaviour} {f.ident}: {f.message}" for f in judge(rule, context)[0]]
+    return [m.replace(root, "<variant>") for m in found]
+
+
+@cache
+def _committed() -> dict[str, list[str]]:
+    import yaml
+
+    if os.environ.get("SERVING_CONFORMANCE_WRITE_MESSAGES"):
+        current = {f"{source}/{fault.name}": _messages(source, fault.name) for source, fault in FAULTS}
+        MESSAGES.write_text("# What each seeded fault makes the rules say, word for word (tests/test_rules_controls.py).\n"
+                            + yaml.safe_dump(current, sort_keys=True, width=100, allow_unicode=True))
+    return yaml.safe_load(MESSAGES.read_text())
+
+
+@pytest.mark.parametrize(("source", "fault"), FAULTS, ids=[f"{d}/{f.name}" for d, f in FAULTS])
+def test_every_diagnosis_says_exactly_what_it_said_when_it_was_reviewed(source, fault):
+    """What each fault makes each rule say (found, effect and fix) is committed in
+    testdata/fault-messages.yaml, reviewed once: a change of a single word of a diagnosis fails here
+    until the file is written again (SERVING_CONFORMANCE_WRITE_MESSAGES=1) and reviewed."""
+    assert _messages(source, fault.name) == _committed()[f"{source}/{fault.name}"]

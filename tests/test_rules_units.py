@@ -1132,3 +1132,29 @@ def test_crd_defaults_are_applied_before_validation_as_the_api_server_does():
                   "  gatewayClassName: c\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
                   "  addresses: [{value: 10.0.0.1}]\n")
     assert [f.found for r in ctx.manifests.resources for f in SCHEMA_VALID.check(r, ctx)] == []
+
+
+def test_documents_without_a_name_are_sorted_by_whether_the_api_server_serves_their_kind():
+    from serving_conformance.manifests.model import LoadProblem
+    from serving_conformance.rules.schema import classify_nameless, kind_served
+
+    manifests = ManifestSet((Path("."),))
+    documents = [{"apiVersion": "v1", "kind": "Service"}, {"apiVersion": "skaffold/v2", "kind": "Config"},
+                 {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ConformanceReport"},
+                 {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService"}]
+    for i, data in enumerate(documents):
+        manifests.nameless.append(LoadProblem(Path(f"f{i}.yaml"), i + 1, f"{data['kind']} has no metadata.name"))
+        manifests.nameless_documents.append(data)
+    ctx = RuleContext(manifests, Expectations("qwen2.5-0.5b", "0.23.0", "0.19.0", "1.34.3", 1), None)
+    classify_nameless(ctx)
+    assert [(p.path.name, p.line, p.message) for p in manifests.problems] == [
+        ("f0.yaml", 1, "Service has no metadata.name"), ("f3.yaml", 4, "InferenceService has no metadata.name")]
+    assert [(p.path.name, p.line, p.message) for p in manifests.not_followed] == [
+        ("f1.yaml", 2, "skaffold/v2 Config without metadata.name: not an object an API server would hold (a tool's "
+                       "configuration or report): not judged"),
+        ("f2.yaml", 3, "gateway.networking.k8s.io/v1 ConformanceReport without metadata.name: not an object an API "
+                       "server would hold (a tool's configuration or report): not judged")]
+    assert manifests.nameless == [] and manifests.nameless_documents == []
+    assert kind_served("apps/v1", "Deployment", ctx) is True
+    assert kind_served("apps/v9", "Deployment", ctx) is False
+    assert kind_served("argoproj.io/v1alpha1", "Application", ctx) is None
