@@ -236,28 +236,19 @@ def _validator_for(resource: Resource, ctx: RuleContext) -> jsonschema.protocols
     why = not_served(resource, ctx)
     if why is not None:
         raise NotServed(why)
-    group, _, version = resource.api_version.rpartition("/")
+    group = resource.group
+    key = f"{resource.api_version}/{resource.kind}"
     try:
-        if group == KSERVE_GROUP:
-            validators = _kserve_validators(ctx.expect.kserve_version)
-            source = f"KServe {ctx.expect.kserve_version} CRDs"
-        elif group == GATEWAY_GROUP:
-            expect = ctx.expect
-            validators = _gateway_validators(expect.gateway_api_version, expect.gateway_api_channel)
-            source = f"Gateway API {expect.gateway_api_version} ({expect.gateway_api_channel}) CRDs"
-        else:
-            validator = _core_validator(_core_schema_dir(ctx.expect.kubernetes_version), _core_filename(resource))
-            if validator is None:
-                raise CannotCheck(
-                    f"no schema for {resource.api_version} {resource.kind} in Kubernetes "
-                    f"{ctx.expect.kubernetes_version}'s published schemas"
-                )
-            return validator
+        if group == KSERVE_GROUP:  # served, so defined (what it serves is read from these validators)
+            return _kserve_validators(ctx.expect.kserve_version)[key]
+        if group == GATEWAY_GROUP:
+            return _gateway_validators(ctx.expect.gateway_api_version, ctx.expect.gateway_api_channel)[key]
+        validator = _core_validator(_core_schema_dir(ctx.expect.kubernetes_version), _core_filename(resource))
     except UpstreamUnavailable as exc:
         raise CannotCheck(f"schema not obtainable on this machine: {exc}") from exc
-    validator = validators.get(f"{group}/{version}/{resource.kind}")
-    if validator is None:
-        raise CannotCheck(f"{source} define no {resource.kind} at {resource.api_version}")
+    if validator is None:  # a kind Kubernetes defines but publishes no schema file for
+        raise CannotCheck(f"no schema for {resource.api_version} {resource.kind} in Kubernetes "
+                          f"{ctx.expect.kubernetes_version}'s published schemas")
     return validator
 
 

@@ -66,8 +66,7 @@ def _hostname_matches(listener: str, host: str) -> bool:
 
 def _kserve_gateway(ctx: RuleContext) -> Resource | None:
     namespace, name = kserve_gateway(ctx.manifests)
-    gateway = ctx.manifests.find("Gateway", name, namespace)
-    return gateway if gateway is not None and gateway.namespace in (namespace, None) else None
+    return ctx.manifests.find("Gateway", name, namespace)  # in that namespace, or one that names none
 
 
 def _hosts(resource: Resource, ctx: RuleContext) -> list[str]:
