@@ -297,3 +297,68 @@ def test_the_rule_context_carries_what_is_expected_and_kserves_configuration():
     expect = base_settings().expect
     ctx = rule_context(load_manifests(DEFAULT_MANIFESTS), expect)
     assert ctx.expect is expect and ctx.kserve_config is not None and ctx.kserve_config.standard_mode
+
+
+def test_a_component_without_kserve_container_does_not_hide_the_next_ones_modelcar():
+    ctx = context(isvc("q", "{containers: [{name: other, image: x}]}", extra="""  transformer:
+    containers:
+      - name: kserve-container
+        image: x
+        env: [{name: STORAGE_URI, value: "oci://registry.example.com/models/m:latest"}]"""))
+    assert "kserve/q transformer STORAGE_URI='oci://registry.example.com/models/m:latest' is not pinned by digest" \
+        in found(kserve.MODELCAR, ctx, "q")
+
+
+def test_a_second_checked_container_does_not_hide_a_third():
+    ctx = context(f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: pod}}
+spec:
+  strategy: {{type: Recreate}}
+  template:
+    spec:
+      containers:
+        - {{name: one, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}
+        - {{name: two, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}
+        - {{name: bare, image: "{IMAGE}"}}
+""")
+    assert "deployment/pod container 'bare' runs a GPU vLLM image without limits['nvidia.com/gpu']" in \
+        found(gpu.GPU_WORKLOADS, ctx, "pod")
+
+
+def test_without_kserves_configuration_its_default_domain_is_used():
+    ctx = context("""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: kserve-ingress-gateway, namespace: kserve}
+spec:
+  gatewayClassName: c
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: "*.internal.example", allowedRoutes: {namespaces: {from: All}}}]
+---""" + isvc("q", "{containers: [{name: kserve-container, image: x}]}").replace(
+        "metadata: {name: q,", "metadata: {name: q, namespace: team,"))
+    (finding,) = found(wiring.GATEWAY_ACCEPTS_ROUTES, ctx)
+    assert "host q-team.example.com matches no listener hostname" in finding
+
+
+@pytest.mark.parametrize("api, kind, words", [
+    ("networking.k8s.io/v9", "Ingress", "serve Ingress at networking.k8s.io/v1 only"),  # a group ending .k8s.io
+    ("v1", "PersistentVolum", "(did you mean PersistentVolume, PersistentVolumeList, PersistentVolumeClaim?)"),
+])
+def test_kubernetes_groups_and_near_names(api, kind, words):
+    ctx = schema_ctx(f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: x}}\n")
+    (finding,) = SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)
+    assert finding.found.endswith(words)
+
+
+def test_a_third_party_group_is_not_judged_against_a_core_schema_of_the_same_name():
+    ctx = schema_ctx("apiVersion: storage.example.io/v1\nkind: StorageClass\nmetadata: {name: x}\nprovisioner: p\n")
+    assert not SCHEMA_VALID.in_context(ctx.manifests.resources[0], ctx)
+
+
+def test_a_kind_kubernetes_defines_without_a_published_schema_is_not_judged():
+    from serving_conformance.rules.findings import CannotCheck
+
+    ctx = schema_ctx("apiVersion: v1\nkind: WatchEvent\nmetadata: {name: x}\n")
+    with pytest.raises(CannotCheck, match="no schema for v1 WatchEvent in Kubernetes 1.34.3's published schemas"):
+        SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)

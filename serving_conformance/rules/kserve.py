@@ -233,7 +233,7 @@ def _check_platform(resource: Resource, ctx: RuleContext) -> list[Finding]:
     if config.enable_modelcar is False:
         findings.append(
             Finding(
-                found=f"enableModelcar is false at {origin('enable_modelcar', 'true')}",
+                found=f"enableModelcar is false at {config.origins.get('enable_modelcar')}",  # only ever false as set
                 effect="oci:// models are not linked at /mnt/models by a modelcar sidecar",
                 fix="set enableModelcar to true",
             )
@@ -354,8 +354,7 @@ def _check_canary(resource: Resource, ctx: RuleContext) -> list[Finding]:
         if len(backends) < 2:
             continue
         weights = [int(b.get("weight", 1)) for b in backends]
-        receiving = [b.get("name") for b, w in zip(backends, weights) if w > 0]
-        if len(receiving) < 2:
+        if sum(1 for w in weights if w > 0) < 2:
             findings.append(
                 Finding(
                     found=f"{resource.ident} rules[{index}] weights {dict(zip([b.get('name') for b in backends], weights))}",

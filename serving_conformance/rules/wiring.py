@@ -32,12 +32,12 @@ def _needs_pod_webhook(resource: Resource) -> bool:
 
 def _check_webhook_reach(resource: Resource, ctx: RuleContext) -> list[Finding]:
     namespace = ctx.manifests.find("Namespace", resource.namespace) if resource.namespace else None
-    labels = as_mapping(as_mapping((namespace.body if namespace else {}).get("metadata")).get("labels"))
-    if CONTROL_PLANE_LABEL not in labels:
+    labels = as_mapping(namespace.metadata.get("labels")) if namespace is not None else {}
+    if namespace is None or CONTROL_PLANE_LABEL not in labels:
         return []
     return [Finding(
         found=f"{resource.ident} is in namespace {resource.namespace}, labelled {CONTROL_PLANE_LABEL}="
-              f"{labels[CONTROL_PLANE_LABEL]} ({namespace.where if namespace else ''})",
+              f"{labels[CONTROL_PLANE_LABEL]} ({namespace.where})",
         effect="KServe's pod webhook skips namespaces with that label (namespaceSelector control-plane "
                "DoesNotExist): its pods get no modelcar and no storage initializer, nothing at /mnt/models",
         fix=f"remove the {CONTROL_PLANE_LABEL} label from namespace {resource.namespace}, or serve from another namespace",
