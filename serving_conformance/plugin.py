@@ -149,7 +149,7 @@ def note_schemaless(manifests: ManifestSet, context: RuleContext) -> None:
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
     """pytest's diff of two strings shows their text, not their repr: never for a secret."""
     if isinstance(left, Secret) or isinstance(right, Secret):
-        return [f"{left!r} {op} {right!r}", "(a secret: its value is not shown)"]
+        return [f"{left!r} {op} {right!r}", "(the value of a secret is not shown)"]
     return None
 
 

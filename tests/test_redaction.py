@@ -147,5 +147,5 @@ def test_a_failing_check_shows_no_key_with_long_tracebacks_locals_and_junit(pyte
     result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long", "--showlocals", f"--junitxml={junit}")
     result.assert_outcomes(failed=1)
     output = result.stdout.str() + result.stderr.str()
-    assert "Endpoint(base_url='http://127.0.0.1:1'" in output and "a secret: its value is not shown" in output
+    assert "Endpoint(base_url='http://127.0.0.1:1'" in output and "(the value of a secret is not shown)" in output
     assert KEY not in output and KEY not in junit.read_text()

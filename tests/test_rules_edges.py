@@ -8,7 +8,8 @@ import pytest
 
 from serving_conformance.rules import gpu, images, kserve, ports, resources, wiring
 from serving_conformance.rules.findings import Finding, Rule
-from serving_conformance.rules.schema import SCHEMA_VALID, _closed, with_defaults
+from serving_conformance.rules.published import _closed
+from serving_conformance.rules.schema import SCHEMA_VALID, with_defaults
 
 from .test_rules_units import IMAGE, OCI, configmap, context, found, isvc, schema_ctx
 

@@ -651,7 +651,7 @@ def test_every_secret_reference_is_judged():
 
 
 def test_crd_schemas_are_closed_where_they_list_properties():
-    from serving_conformance.rules.schema import _closed
+    from serving_conformance.rules.published import _closed
 
     schema = {"type": "object", "properties": {
         "a": {"type": "object", "properties": {"b": {"type": "string", "nullable": True}}},
@@ -672,7 +672,7 @@ def test_crd_schemas_are_closed_where_they_list_properties():
 
 
 def test_core_schema_references_are_inlined_and_recursion_left_open():
-    from serving_conformance.rules.schema import _inline_refs
+    from serving_conformance.rules.published import _inline_refs
 
     definitions = {
         "io.k8s.Pod": {"type": "object", "properties": {"spec": {"$ref": "#/$defs/io.k8s.PodSpec"}}},
@@ -690,7 +690,7 @@ def test_core_schema_references_are_inlined_and_recursion_left_open():
 
 
 def test_crd_schemas_are_read_from_every_crd_closed_and_cached(tmp_path):
-    from serving_conformance.rules.schema import _crd_schemas
+    from serving_conformance.rules.published import CLOSING, _crd_schemas
 
     (tmp_path / "nested").mkdir()
     (tmp_path / "nested" / "crds.yaml").write_text("""
@@ -719,7 +719,7 @@ spec: {group: example.com, names: {kind: Other}, versions: [{name: v2, schema: {
         "example.com/v2/Other": {"type": "object", "properties": {"metadata": {"type": "object"}}},
     }
     assert _crd_schemas(tmp_path) == expected
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".closed-schemas-{schema.CLOSING}.json", "nested", "other.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".closed-schemas-{CLOSING}.json", "nested", "other.yaml"]
     (tmp_path / "other.yaml").unlink()
     assert _crd_schemas(tmp_path) == expected  # read back from the cache
 
@@ -807,14 +807,15 @@ def test_a_kind_or_version_a_known_group_does_not_serve_fails_naming_what_it_ser
 
 def test_schemas_that_cannot_be_obtained_are_not_judged(monkeypatch):
     from serving_conformance.base.upstream import UpstreamUnavailable
-    from serving_conformance.rules import schema
+    from serving_conformance.rules import published, schema
     from serving_conformance.rules.findings import CannotCheck
 
     def unavailable(*args):
         raise UpstreamUnavailable("offline")
 
     monkeypatch.setattr(schema, "kserve_files", unavailable)
-    monkeypatch.setattr(schema, "gateway_api_files", unavailable)
+    monkeypatch.setattr(published, "kserve_files", unavailable)
+    monkeypatch.setattr(published, "gateway_api_files", unavailable)
     for text in ("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: x}\n",
                  "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: x}\n"):
         ctx = RuleContext(schema_ctx(text).manifests, Expectations("m", "0.23.0", "0.0.7", "1.34.3", 1, "0.0.7"), None)
@@ -832,9 +833,9 @@ def test_schemas_that_cannot_be_obtained_are_not_judged(monkeypatch):
      ("policy/v1", "PodDisruptionBudget", "poddisruptionbudget-policy-v1.json")],
 )
 def test_core_schema_files_are_named_by_kind_group_and_version(api, kind, filename):
-    from serving_conformance.rules.schema import _core_filename
+    from serving_conformance.rules.published import core_filename
 
-    assert _core_filename(objects(f"apiVersion: {api}\nkind: {kind}\n")[0]) == filename
+    assert core_filename(objects(f"apiVersion: {api}\nkind: {kind}\n")[0]) == filename
 
 
 def test_schema_errors_are_reported_in_field_order_at_most_eight():
@@ -1093,7 +1094,7 @@ spec:
 def test_a_schema_property_named_ref_is_a_property_not_a_reference():
     """Kubernetes' CustomResourceDefinition schema describes JSON schemas: it has a property named
     "$ref". Taken for a reference, any CRD in a repository crashed the run (the field trial)."""
-    from serving_conformance.rules.schema import _inline_refs
+    from serving_conformance.rules.published import _inline_refs
 
     schema = {"properties": {"$ref": {"type": "string"}, "x": {"$ref": "#/$defs/X"}}}
     assert _inline_refs(schema, {"X": {"type": "integer"}}) == {
@@ -1136,7 +1137,8 @@ def test_crd_defaults_are_applied_before_validation_as_the_api_server_does():
 
 def test_documents_without_a_name_are_sorted_by_whether_the_api_server_serves_their_kind():
     from serving_conformance.manifests.model import LoadProblem
-    from serving_conformance.rules.schema import classify_nameless, kind_served
+    from serving_conformance.rules.published import kind_served
+    from serving_conformance.rules.schema import classify_nameless
 
     manifests = ManifestSet((Path("."),))
     documents = [{"apiVersion": "v1", "kind": "Service"}, {"apiVersion": "skaffold/v2", "kind": "Config"},
