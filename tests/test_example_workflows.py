@@ -52,3 +52,13 @@ def test_the_kind_workflow_caches_what_prepare_builds():
     workflow = yaml.safe_load((Path(__file__).parent.parent / "examples/workflows/kind-cpu.github.yaml").read_text())
     caches = [s for s in workflow["jobs"]["conformance"]["steps"] if str(s.get("uses", "")).startswith("actions/cache")]
     assert caches and caches[0]["with"]["path"] == "~/.cache/serving-conformance"
+
+
+def test_the_gke_workflow_uses_workload_identity_federation_and_the_context_guard():
+    text = (Path(__file__).parent.parent / "examples/workflows/gke-gpu.github.yaml").read_text()
+    workflow = yaml.safe_load(text)
+    assert workflow["permissions"]["id-token"] == "write"
+    auth = next(s for s in workflow["jobs"]["conformance"]["steps"] if str(s.get("uses", "")).startswith("google-github-actions/auth"))
+    assert set(auth["with"]) == {"workload_identity_provider", "service_account"}, "no stored service account key"
+    suite = next(c for c in commands(workflow) if c[0] == "serving-conformance")
+    assert suite[suite.index("--kube-context") + 1] == suite[suite.index("--allow-context") + 1]
