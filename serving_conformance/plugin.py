@@ -97,13 +97,25 @@ def _usage_errors_reported(config: pytest.Config) -> Iterator[None]:
     try:
         yield
     except pytest.UsageError as exc:
-        path = report_path_of(config)
-        if path is not None and not hasattr(config, "workerinput"):
-            write_report(error_report(f"usage error: {exc}"), path)
+        _leave_report(config, error_report(f"usage error: {exc}"))
+        raise
+    except KeyboardInterrupt:  # Ctrl-C or a CI cancel while the manifests were read or rendered
+        _leave_report(config, {**error_report("interrupted while the manifests were read, before any test ran"),
+                               "result": "interrupted"})
         raise
 
 
+def _leave_report(config: pytest.Config, report: dict) -> None:
+    path = report_path_of(config)
+    if path is not None and not hasattr(config, "workerinput"):
+        write_report(report, path)
+
+
 def _configure(config: pytest.Config) -> None:
+    # Replaced before anything else (reading and rendering a large repository takes a while): an
+    # earlier verdict never outlives this run, however it ends.
+    _leave_report(config, {**error_report("the run did not finish: it is still running, or was killed before it "
+                                          "could write its verdict"), "result": "interrupted"})
     manifests = load_manifests(list(manifests_dirs(config)), exclude=suite_outputs(config))
     settings = settings_from(config, manifests.pins)
     config.stash[SETTINGS] = settings
@@ -124,9 +136,6 @@ def _configure(config: pytest.Config) -> None:
         report = ConformanceReport(settings, manifests)
         config.stash[REPORT] = report
         config.pluginmanager.register(report, "sc-report")
-        if settings.report_path is not None:  # replaced now: an earlier verdict never outlives this run
-            write_report({**error_report("the run did not finish: it is still running, or was killed before it "
-                                         "could write its verdict"), "result": "interrupted"}, settings.report_path)
     else:
         config.stash[RUN] = (Path(workerinput[RUN_DIR_KEY]), workerinput[RUN_ID_KEY])
 

@@ -689,6 +689,19 @@ def test_core_schema_references_are_inlined_and_recursion_left_open():
     assert _inline_refs("text", definitions) == "text"
 
 
+def test_inlining_carries_the_recursion_guard_into_lists_and_a_references_siblings():
+    from serving_conformance.rules.published import _inline_refs
+
+    definitions = {"R": {"type": "object", "properties": {"child": {"$ref": "#/$defs/R"}}}, "X": {"type": "integer"}}
+    # R already being inlined: below it, R is left open wherever it appears
+    assert _inline_refs([{"$ref": "#/$defs/R"}], definitions, ("R",)) == [{}]
+    assert _inline_refs({"$ref": "#/$defs/X", "items": {"$ref": "#/$defs/R"}}, definitions, ("R",)) == {
+        "type": "integer", "items": {}}
+    # a reference's sibling keys are inlined too
+    assert _inline_refs({"$ref": "#/$defs/X", "items": {"$ref": "#/$defs/X"}}, definitions) == {
+        "type": "integer", "items": {"type": "integer"}}
+
+
 def test_crd_schemas_are_read_from_every_crd_closed_and_cached(tmp_path):
     from serving_conformance.rules.published import CLOSING, _crd_schemas
 
@@ -709,9 +722,14 @@ kind: ConfigMap
 - not a mapping
 """)
     (tmp_path / "other.yaml").write_text("""
+kind: Namespace
+---
 kind: CustomResourceDefinition
 spec: {group: example.com, names: {kind: Other}, versions: [{name: v2, schema: {openAPIV3Schema: {type: object}}}]}
-""")
+---
+kind: CustomResourceDefinition
+spec: {group: example.com, names: {kind: Old}, version: v1}
+""")  # a CRD after another kind in its file; an old one with no versions (nothing to read)
     expected = {
         "example.com/v1/Thing": {"type": "object", "additionalProperties": False, "properties": {
             "spec": {"type": "object", "additionalProperties": False, "properties": {"a": {"type": "string"}}},
@@ -793,6 +811,7 @@ def test_helm_values_have_a_known_schema_and_an_unpublished_kubernetes_release_i
         ("gateway.networking.k8s.io/v1", "Nothing", "serve no kind 'Nothing' in group 'gateway.networking.k8s.io'"),
         ("v1", "Nothing", "serve no kind 'Nothing' in group 'core'"),
         ("apps/v9", "Deployment", "serve Deployment at apps/v1 only"),
+        ("extensions/v1beta1", "Ingress", "serve no kind 'Ingress' in group 'extensions'"),  # a group no longer served
     ],
 )
 def test_a_kind_or_version_a_known_group_does_not_serve_fails_naming_what_it_serves(api, kind, words):

@@ -55,6 +55,29 @@ def test_a_usage_error_replaces_an_earlier_verdict_with_error(pytester):
     assert report["result"] == "error" and "api_request" in report["reason"]
 
 
+@pytest.mark.parametrize("stop", ["KeyboardInterrupt", "os._exit"])
+def test_a_run_stopped_while_it_reads_the_manifests_leaves_no_earlier_verdict(pytester, stop):
+    """A large repository takes a while to read and render: Ctrl-C (or a kill) in that time leaves
+    `interrupted`, never the verdict of an earlier run."""
+    (pytester.path / "r.yaml").write_text("result: success\n")
+    pytester.makepyfile(stopper=f"""
+        import os
+        import serving_conformance.plugin as plugin
+
+        def stop(*args, **kwargs):
+            {'raise KeyboardInterrupt' if stop == 'KeyboardInterrupt' else 'os._exit(9)'}
+
+        plugin.load_manifests = stop
+    """)
+    result = pytester.runpytest_subprocess("-p", "stopper", str(SUITE), "-m", "static", "-p", "no:cacheprovider",
+                                           "--conformance-report=r.yaml")
+    assert result.ret in (pytest.ExitCode.INTERRUPTED, 9)
+    report = yaml.safe_load((pytester.path / "r.yaml").read_text())
+    assert report["result"] == "interrupted" and "success" not in str(report)
+    assert report["reason"].startswith("interrupted while the manifests were read" if stop == "KeyboardInterrupt"
+                                       else "the run did not finish")
+
+
 def test_an_interrupted_run_has_no_success_anywhere_and_a_reason(tmp_path):
     """SIGINT while the static profile runs (the default manifests repeated to make it long)."""
     manifests = tmp_path / "m"

@@ -126,7 +126,7 @@ def _inline_refs(node: Any, definitions: dict[str, Any], seen: tuple[str, ...] =
     reference = node.get("$ref")
     if not isinstance(reference, str):  # none, or a property named "$ref" (CRDs describe JSON schemas)
         return {key: _inline_refs(value, definitions, seen) for key, value in node.items()}
-    name = reference.rsplit("/", 1)[-1]
+    name = reference.rpartition("/")[2]
     rest = {key: _inline_refs(value, definitions, seen) for key, value in node.items() if key != "$ref"}
     if name in seen or name not in definitions:
         return rest
@@ -144,7 +144,7 @@ def core_validator(schema_dir: Path, filename: str) -> jsonschema.protocols.Vali
 
 def core_filename(resource: Resource) -> str:
     group, _, version = resource.api_version.rpartition("/")
-    prefix = group.split(".", 1)[0] if group else ""
+    prefix = group.partition(".")[0]
     api = f"{prefix}-{version}" if prefix else version
     return f"{resource.kind.lower()}-{api}.json"
 
@@ -189,11 +189,11 @@ def served_in(group: str, ctx: RuleContext) -> dict[str, set[str]] | None:
     expect = ctx.expect
     try:
         if group == KSERVE_GROUP:
-            return _from_crds(kserve_validators(expect.kserve_version)).get(group, {})
+            return _from_crds(kserve_validators(expect.kserve_version))[group]
         if group == GATEWAY_GROUP:
-            return _from_crds(gateway_validators(expect.gateway_api_version, expect.gateway_api_channel)).get(group, {})
+            return _from_crds(gateway_validators(expect.gateway_api_version, expect.gateway_api_channel))[group]
         if group in ISTIO_GROUPS:
-            return _istio_served(ISTIO_API).get(group, {})
+            return _istio_served(ISTIO_API)[group]
         core = _core_served(expect.kubernetes_version)
         if group in core or group in CORE_GROUPS:  # Kubernetes' own (not every *.k8s.io group is)
             return core.get(group, {})
@@ -214,7 +214,7 @@ def not_served(resource: Resource, ctx: RuleContext) -> str | None:
     if resource.kind in served:
         versions = ", ".join(f"{group + '/' if group else ''}{v}" for v in sorted(served[resource.kind]))
         return f"{resource.api_version} {resource.kind}: {where} serve {resource.kind} at {versions} only"
-    close = difflib.get_close_matches(resource.kind, list(served), n=3)
+    close = difflib.get_close_matches(resource.kind, list(served))
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return f"{resource.api_version} {resource.kind}: {where} serve no kind {resource.kind!r} in group " \
            f"{group or 'core'!r}{hint}"

@@ -123,8 +123,9 @@ def _check_object(resource: Resource, ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-def _unknown_keys(values: Any, defaults: Any, prefix: str) -> list[str]:
-    if not isinstance(values, Mapping) or not isinstance(defaults, Mapping) or defaults in _FREE_FORM_DEFAULTS:
+def _unknown_keys(values: Any, defaults: Any, prefix: str = "") -> list[str]:
+    """Paths of `values` the chart's defaults do not define; free-form defaults are never entered."""
+    if not isinstance(values, Mapping) or not isinstance(defaults, Mapping):
         return []
     unknown = []
     for key, value in values.items():
@@ -148,7 +149,7 @@ def _check_helm_values(resource: Resource, ctx: RuleContext) -> list[Finding]:
             effect="Helm ignores unknown values silently: the setting has no effect",
             fix="correct the key against the chart's values.yaml",
         )
-        for path in _unknown_keys(resource.body, defaults, "")
+        for path in _unknown_keys(resource.body, defaults)
     ]
 
 
@@ -161,7 +162,7 @@ def _check_schema(resource: Resource, ctx: RuleContext) -> list[Finding]:
 def schema_known(resource: Resource, ctx: RuleContext) -> bool:
     """KServe, Gateway API and core Kubernetes objects, and KServe's Helm values, have schemas here;
     other groups (Argo CD, External Secrets, KEDA...) are not applicable, and listed as such."""
-    group = resource.api_version.rpartition("/")[0]
+    group = resource.group
     if resource.kind == HELM_VALUES_KIND or group in (KSERVE_GROUP, GATEWAY_GROUP):
         return True
     if group in ISTIO_GROUPS:
