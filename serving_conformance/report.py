@@ -22,7 +22,7 @@ import yaml
 
 from serving_conformance import __version__, verdict
 from serving_conformance.base.features import Substitution
-from serving_conformance.base.redact import redact_text
+from serving_conformance.base.redact import redact, redact_text
 from serving_conformance.base.settings import PROFILES, Settings
 from serving_conformance.manifests import provenance
 from serving_conformance.manifests.model import ManifestSet
@@ -282,7 +282,7 @@ class ConformanceReport:
             "profiles": profiles,
             "skipped": [{"test": t.nodeid, "reason": t.reason} for t in results if t.outcome == verdict.SKIP],
         })
-        return redact_report(report)
+        return redact(report)  # every text through the one redactor: findings quote manifests
 
     def reading(self) -> dict[str, Any]:
         """How the manifests were read: what was not followed (and why), notices, declared pins."""
@@ -357,18 +357,6 @@ def _junit_property(config: pytest.Config, name: str, value: str) -> None:
     xml = config.stash.get(xml_key, None)
     if xml is not None:
         xml.add_global_property(name, value)
-
-
-def redact_report(report: dict[str, Any]) -> dict[str, Any]:
-    """Every text of the report through the one redactor (findings quote manifests: URLs with
-    credentials, --api-key values, tokens)."""
-    if isinstance(report, dict):
-        return {k: redact_report(v) for k, v in report.items()}
-    if isinstance(report, list):
-        return [redact_report(v) for v in report]
-    if isinstance(report, str):
-        return redact_text(report)
-    return report
 
 
 def error_report(reason: str) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def built_engine_circular(version: str, expected: str, where: str) -> dict[str, 
     they report is the one it asked for: engine-version checks there are circular."""
     if version != expected:
         return {}
-    return {"engine-version": f"{where} run vLLM {version}, which the suite built from --engine-version {expected}: "
+    return {"engine-version": f"{where} run vLLM {version}, which the suite set up from --engine-version {expected}: "
                               "the version it reports is the one the suite asked for"}
 
 

@@ -35,9 +35,8 @@ from serving_conformance.manifests.documents import (
     templated_name,
 )
 from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
-from serving_conformance.manifests.rendering import Rendering
+from serving_conformance.manifests.rendering import YAML_SUFFIXES, Rendering
 
-YAML_SUFFIXES = (".yaml", ".yml")
 KUSTOMIZATION_NAMES = kustomize.KUSTOMIZATION_NAMES
 # kustomize's own kinds (Kustomization, Component, its builtin transformer configs): kustomize's
 # input, whatever the file is called, never objects an API server would hold.

@@ -22,6 +22,15 @@ YAML_SUFFIXES = (".yaml", ".yml")
 _GATEWAY_API_URL = re.compile(r"kubernetes-sigs/gateway-api/releases/download/v(\d+\.\d+\.\d+)/(standard|experimental)-install")
 
 
+def object_starts(path: Path) -> dict[tuple[Any, Any], int]:
+    """The line each object of a file starts at, by (kind, name), read through the bounded reader."""
+    found: dict[tuple[Any, Any], int] = {}
+    for line, data in yamlsafe.parse_documents(files.read_text(path)):
+        if isinstance(data, Mapping) and isinstance(data.get("metadata"), Mapping):
+            found.setdefault((data.get("kind"), data["metadata"].get("name")), line)
+    return found
+
+
 class Rendering:
     """The walker's rendering: it provides `result`, `skip`, `add`, `read_documents`."""
 
@@ -86,11 +95,7 @@ class Rendering:
         if path not in self._vetted:
             why = None
             try:
-                found: dict[tuple[Any, Any], int] = {}
-                for line, data in yamlsafe.parse_documents(files.read_text(path)):
-                    if isinstance(data, Mapping) and isinstance(data.get("metadata"), Mapping):
-                        found.setdefault((data.get("kind"), data["metadata"].get("name")), line)
-                self._starts[path] = found  # where its objects start, for the rendered ones
+                self._starts[path] = object_starts(path)  # where its objects start, for the rendered ones
             except ValueError as exc:
                 why = str(exc)
             except yamlsafe.YAMLLimitError as exc:
@@ -116,19 +121,13 @@ class Rendering:
 
     def starts(self, source: Path) -> dict[tuple[Any, Any], int]:
         if source not in self._starts:
-            found: dict[tuple[Any, Any], int] = {}
             try:
-                for line, data in yamlsafe.parse_documents(files.read_text(source)):
-                    if isinstance(data, Mapping) and isinstance(data.get("metadata"), Mapping):
-                        found.setdefault((data.get("kind"), data["metadata"].get("name")), line)
+                self._starts[source] = object_starts(source)
             except (ValueError, yaml.YAMLError):
-                pass
-            self._starts[source] = found
+                self._starts[source] = {}
         return self._starts[source]
 
     def note_pin(self, url: str) -> None:
         match = _GATEWAY_API_URL.search(url)
         if match:
             self.result.pins["gateway-api"] = (match.group(1), match.group(2))
-
-    # --- files --------------------------------------------------------------------------------

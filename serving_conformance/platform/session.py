@@ -51,18 +51,18 @@ def discover_features(kube: Kube) -> set[str]:
 
 def image_substitutions(settings: Settings, cluster: Cluster, manifests: ManifestSet) -> list[Substitution]:
     """A stand-in for each image (or oci:// model) of the manifests that is deployed as another."""
-    image_map = ImageMap(dict(settings.image_map)).merged(cluster.image_map)
-    for resource in manifests.resources:
-        image_map.apply(resource.body)
+    pairs = ImageMap(dict(settings.image_map)).merged(cluster.image_map).pairs
+    used: dict[str, str] = {}
     users: dict[str, set[str]] = {}
-    for resource in manifests.resources:
-        one = ImageMap(image_map.pairs)
+    for resource in manifests.resources:  # one map per object: which objects each mapping touches
+        one = ImageMap(pairs)
         one.apply(resource.body)
+        used.update(one.used)
         for source in one.used:
             users.setdefault(source, set()).add(resource.ident)
     return [Substitution("image", source, f"{target} (--image-map)" if source in dict(settings.image_map) else target,
-                         tuple(sorted(users.get(source, ()))))
-            for source, target in sorted(image_map.used.items())]
+                         tuple(sorted(users[source])))
+            for source, target in sorted(used.items())]
 
 
 def with_modelcar(room: dict[str, Any], kube: Kube, kserve_namespace: str) -> dict[str, Any]:
