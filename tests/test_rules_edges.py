@@ -11,7 +11,7 @@ from serving_conformance.rules.findings import Finding, Rule
 from serving_conformance.rules.published import _closed
 from serving_conformance.rules.schema import SCHEMA_VALID, with_defaults
 
-from .test_rules_units import IMAGE, OCI, configmap, context, found, isvc, schema_ctx
+from .test_rules_units import IMAGE, OCI, configmap, context, found, isvc, pod, schema_ctx
 
 
 def effects(rule: Rule, ctx, name: str) -> list[str]:
@@ -48,19 +48,9 @@ spec:
 
 
 def test_a_claimed_or_checked_container_does_not_hide_the_next_one():
-    ctx = context(f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: pod}}
-spec:
-  strategy: {{type: Recreate}}
-  template:
-    spec:
-      containers:
-        - {{name: claimed, image: "{IMAGE}", resources: {{claims: [{{name: g}}]}}}}
-        - {{name: limited, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}
-        - {{name: bare, image: "{IMAGE}"}}
-""")
+    ctx = context(pod(f'{{name: claimed, image: "{IMAGE}", resources: {{claims: [{{name: g}}]}}}}',
+                      f'{{name: limited, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}',
+                      f'{{name: bare, image: "{IMAGE}"}}', name="pod"))
     assert found(gpu.GPU_WORKLOADS, ctx, "pod") == [
         "deployment/pod container 'bare' runs a GPU vLLM image without limits['nvidia.com/gpu']"]
 
@@ -311,19 +301,9 @@ def test_a_component_without_kserve_container_does_not_hide_the_next_ones_modelc
 
 
 def test_a_second_checked_container_does_not_hide_a_third():
-    ctx = context(f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: pod}}
-spec:
-  strategy: {{type: Recreate}}
-  template:
-    spec:
-      containers:
-        - {{name: one, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}
-        - {{name: two, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}
-        - {{name: bare, image: "{IMAGE}"}}
-""")
+    ctx = context(pod(f'{{name: one, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}',
+                      f'{{name: two, image: "{IMAGE}", resources: {{limits: {{nvidia.com/gpu: 1}}}}}}',
+                      f'{{name: bare, image: "{IMAGE}"}}', name="pod"))
     assert "deployment/pod container 'bare' runs a GPU vLLM image without limits['nvidia.com/gpu']" in \
         found(gpu.GPU_WORKLOADS, ctx, "pod")
 

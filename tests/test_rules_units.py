@@ -13,7 +13,7 @@ import yaml
 from serving_conformance.base.settings import Expectations
 from serving_conformance.manifests.model import HELM_VALUES_KIND, ManifestSet, Resource
 from serving_conformance.manifests.platform_config import find_config
-from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources, rollout, schema, wiring
+from serving_conformance.rules import autoscaling, gpu, images, kserve, ports, resources, rollout, wiring
 from serving_conformance.rules.common import standard_mode
 from serving_conformance.rules.findings import Rule, RuleContext
 from serving_conformance.rules.schema import SCHEMA_VALID
@@ -108,12 +108,12 @@ def test_scale_to_zero_is_judged_on_every_component_and_only_in_standard_mode():
 # --- gpu -------------------------------------------------------------------------------------------
 
 
-def pod(*containers: str, replicas: int = 1, strategy: str = "{type: Recreate}") -> str:
+def pod(*containers: str, name: str = "d", replicas: int = 1, strategy: str = "{type: Recreate}") -> str:
     listed = "\n".join(f"        - {c}" for c in containers)
     return f"""
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: d}}
+metadata: {{name: {name}}}
 spec:
   replicas: {replicas}
   strategy: {strategy}
@@ -941,16 +941,7 @@ def test_what_vllm_runs_on(body, accelerator):
 
 
 def _vllm_deployment(name: str, image: str, limits: str) -> str:
-    return f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  strategy: {{type: Recreate}}
-  template:
-    spec:
-      containers: [{{name: vllm, image: "{image}", resources: {{limits: {limits}}}}}]
----"""
+    return pod(f'{{name: vllm, image: "{image}", resources: {{limits: {limits}}}}}', name=name)
 
 
 def test_a_tpu_vllm_or_a_runtime_template_needs_no_nvidia_gpu_limit():
@@ -1068,18 +1059,8 @@ def test_a_missing_cpu_limit_does_not_hide_a_memory_limit_below_its_request():
 
 
 def test_a_cpu_vllm_container_does_not_hide_a_gpu_one_beside_it():
-    ctx = context(f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: two}}
-spec:
-  strategy: {{type: Recreate}}
-  template:
-    spec:
-      containers:
-        - {{name: cpu, image: "{CPU_IMAGE}", resources: {{requests: {{cpu: "2"}}}}}}
-        - {{name: gpu, image: "{IMAGE}"}}
-""")
+    ctx = context(pod(f'{{name: cpu, image: "{CPU_IMAGE}", resources: {{requests: {{cpu: "2"}}}}}}',
+                      f'{{name: gpu, image: "{IMAGE}"}}', name="two"))
     assert found(gpu.GPU_WORKLOADS, ctx, "two") == [
         "deployment/two container 'gpu' runs a GPU vLLM image without limits['nvidia.com/gpu']"]
 
