@@ -74,3 +74,47 @@ def test_a_manager_outside_the_cluster_is_found_by_its_webhooks():
     found = installed(Objects([webhook]), MANIFESTS, "kserve", "0.19.0")
     assert found.info["kserveManager"] == "outside the cluster (webhooks at https://127.0.0.1:9443/mutate)"
     assert [s.subject for s in found.substitutions] == ["kserve-manager"]
+
+
+def traefik(image: str) -> dict:
+    return {"kind": "Deployment", "metadata": {"name": "traefik", "namespace": "traefik"},
+            "spec": {"template": {"spec": {"containers": [{"name": "traefik", "image": image}]}}}}
+
+
+SAME_CLASS = {**GATEWAY, "spec": {"gatewayClassName": "agentgateway"}}
+SAME_CLASS_TRAEFIK = {**CLASS, "metadata": {"name": "agentgateway"}}
+
+
+def test_the_suites_own_traefik_serving_the_platforms_class_is_a_gateway_stand_in():
+    ours = installed(Objects([SAME_CLASS, SAME_CLASS_TRAEFIK, traefik("localhost/serving-conformance/traefik:v3.6.2")]),
+                     MANIFESTS, "kserve", "0.19.0")
+    assert [(s.subject, s.platform) for s in ours.substitutions] == [
+        ("gateway", "the platform's implementation of GatewayClass agentgateway")]
+    assert "Traefik built by this suite (localhost/serving-conformance/traefik:v3.6.2)" in ours.substitutions[0].here
+    # The same class served by a Traefik the platform runs itself is the platform's gateway.
+    theirs = installed(Objects([SAME_CLASS, SAME_CLASS_TRAEFIK, traefik("docker.io/library/traefik:v3.6.2")]),
+                       MANIFESTS, "kserve", "0.19.0")
+    assert theirs.info["gateway"] == ("Gateway kserve/kserve-ingress-gateway: class agentgateway, "
+                                      "controller traefik.io/gateway-controller")
+    assert theirs.substitutions == []
+
+
+def test_the_pod_network_the_suites_kind_set_up_is_a_stand_in_on_an_existing_cluster():
+    labelled = {**node("worker", 0), "metadata": {"name": "worker", "labels": {
+        "serving-conformance.dev/pod-network": "cni-ptp"}}}
+    assert [s.subject for s in installed(Objects([labelled]), MANIFESTS, "kserve", "0.19.0").substitutions] == ["pod-network"]
+    assert installed(Objects([node("worker", 0)]), MANIFESTS, "kserve", "0.19.0").substitutions == []
+
+
+def test_manifests_mapped_to_the_suites_own_images_rest_on_its_model_and_its_engine_version_is_circular():
+    vllm = "localhost/serving-conformance/vllm-cpu@sha256:" + "a" * 64
+    modelcar = "oci://localhost/serving-conformance/modelcar-qwen@sha256:" + "b" * 64
+    found = installed(Objects([]), MANIFESTS, "kserve", "0.19.0", [vllm, modelcar])
+    assert [s.subject for s in found.substitutions] == ["model"]
+    assert "localhost/serving-conformance/modelcar-qwen@sha256" in found.substitutions[0].here
+    assert list(found.circular) == ["engine-version"] and vllm in found.circular["engine-version"]
+    # Only the modelcar is the suite's: its model stands in, the engine is the platform's image.
+    only_model = installed(Objects([]), MANIFESTS, "kserve", "0.19.0", [modelcar, "mirror.example/vllm/vllm-openai:v0.23.0"])
+    assert [s.subject for s in only_model.substitutions] == ["model"] and only_model.circular == {}
+    mirrored = installed(Objects([]), MANIFESTS, "kserve", "0.19.0", ["mirror.example/vllm/vllm-openai:v0.23.0"])
+    assert mirrored.substitutions == [] and mirrored.circular == {}

@@ -4,28 +4,38 @@ cluster, simulated GPUs, another gateway) a stand-in like any other.
 
 Read once, after the platform is checked or installed: KServe's manager (its image and version, or
 where its webhooks point when it runs outside the cluster), the Gateway KServe attaches its routes
-to (its class and that class's controller), and the GPU nodes with the device plugins that
-advertise them.
+to (its class and that class's controller, and whether the suite's own Traefik serves it), the GPU
+nodes with the device plugins that advertise them, the pod network the suite's kind set up, and
+the suite's own images the manifests' are mapped to (a tiny model; a vLLM built from
+--engine-version, whose version check is then circular).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serving_conformance.base.features import Substitution
 from serving_conformance.cluster.conditions import allocatable_count
 from serving_conformance.cluster.kube import Ref
+from serving_conformance.cluster.releases import TRAEFIK_CONTROLLER
 from serving_conformance.manifests.design import kserve_gateway
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.workloads import GPU_RESOURCE, as_list, as_mapping
-from serving_conformance.providers.kind import SIMULATED_GPU_LABEL
+from serving_conformance.providers.kind import (
+    POD_NETWORK_LABEL,
+    POD_NETWORK_VALUE,
+    SIMULATED_GPU_LABEL,
+    pod_network_substitution,
+)
 
 KSERVE_CONTROLLER_IMAGE = "kserve/kserve-controller"
 KSERVE_WEBHOOK = "inferenceservice.serving.kserve.io"
 # Images of this suite's own stand-ins, as its kind provider leaves them on a cluster.
 SUITE_IMAGE_PREFIXES = ("localhost/serving-conformance/", "serving-conformance.local/")
+SUITE_VLLM_IMAGE = "localhost/serving-conformance/vllm-cpu"
+SUITE_MODEL_IMAGES = (SUITE_VLLM_IMAGE, "localhost/serving-conformance/modelcar-")
 
 
 class Reads(Protocol):
@@ -39,6 +49,7 @@ class Reads(Protocol):
 class Installed:
     info: dict[str, str] = field(default_factory=dict)
     substitutions: list[Substitution] = field(default_factory=list)
+    circular: dict[str, str] = field(default_factory=dict)
 
 
 def _containers(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -87,11 +98,29 @@ def gateway(kube: Reads, manifests: ManifestSet, found: Installed) -> None:
         found.substitutions.append(Substitution(
             "gateway", f"GatewayClass {platform_class}, as the manifests name it",
             f"GatewayClass {class_name} (controller {controller}), found on the cluster"))
+        return
+    traefik = suite_images(kube, "traefik") if controller == TRAEFIK_CONTROLLER else []
+    if traefik:
+        found.substitutions.append(Substitution(
+            "gateway", f"the platform's implementation of GatewayClass {class_name}",
+            f"Traefik built by this suite ({', '.join(traefik)}), found on the cluster serving class {class_name}"))
 
 
-def gpus(kube: Reads, found: Installed) -> None:
-    nodes = kube.list("v1", "Node")
-    with_gpus = {n["metadata"]["name"]: allocatable_count(n, GPU_RESOURCE) for n in nodes
+def suite_images(kube: Reads, name: str) -> list[str]:
+    """Images of the suite's own build named `name` that the cluster's Deployments run."""
+    return sorted({str(c.get("image")) for d in kube.list("apps/v1", "Deployment") for c in _containers(d)
+                   if str(c.get("image") or "").startswith(tuple(f"{p}{name}" for p in SUITE_IMAGE_PREFIXES))})
+
+
+def nodes(kube: Reads, found: Installed) -> None:
+    listed = kube.list("v1", "Node")
+    gpus(listed, kube, found)
+    if any(as_mapping(n["metadata"].get("labels")).get(POD_NETWORK_LABEL) == POD_NETWORK_VALUE for n in listed):
+        found.substitutions.append(pod_network_substitution())
+
+
+def gpus(listed: list[dict[str, Any]], kube: Reads, found: Installed) -> None:
+    with_gpus = {n["metadata"]["name"]: allocatable_count(n, GPU_RESOURCE) for n in listed
                  if allocatable_count(n, GPU_RESOURCE) > 0}
     if not with_gpus:
         found.info["gpuNodes"] = "none"
@@ -100,7 +129,7 @@ def gpus(kube: Reads, found: Installed) -> None:
     plugins = sorted({f"{d['metadata'].get('namespace')}/{d['metadata']['name']}"
                       for d in kube.list("apps/v1", "DaemonSet") if "device-plugin" in d["metadata"]["name"]})
     found.info["gpuDevicePlugins"] = ", ".join(plugins) or "none as a DaemonSet"
-    simulated = sorted(n["metadata"]["name"] for n in nodes
+    simulated = sorted(n["metadata"]["name"] for n in listed
                        if as_mapping(n["metadata"].get("labels")).get(SIMULATED_GPU_LABEL) == "true")
     if simulated:
         found.substitutions.append(Substitution(
@@ -108,9 +137,27 @@ def gpus(kube: Reads, found: Installed) -> None:
             f"simulated {GPU_RESOURCE} on {', '.join(simulated)} (labelled {SIMULATED_GPU_LABEL}: no GPU exists)"))
 
 
-def installed(kube: Reads, manifests: ManifestSet, namespace: str, version: str) -> Installed:
+def mapped_suite_images(targets: Iterable[str], found: Installed) -> None:
+    """The manifests' images mapped (--image-map) to the suite's own builds: those carry its tiny
+    model, and its vLLM is the version --engine-version asked for."""
+    ours = sorted({t.removeprefix("oci://") for t in targets if t.removeprefix("oci://").startswith(SUITE_MODEL_IMAGES)})
+    if not ours:
+        return
+    found.substitutions.append(Substitution(
+        "model", "the model each pod names (hub model, volume or modelcar)",
+        f"a tiny random-weight Qwen2 built by this suite, in the images the manifests are mapped to ({', '.join(ours)})"))
+    engines = [t for t in ours if t.startswith(SUITE_VLLM_IMAGE)]
+    if engines:
+        found.circular["engine-version"] = (
+            f"the pods run this suite's vLLM image ({', '.join(engines)}), built at the version the suite was "
+            "asked for (--engine-version): the version it reports is the one the suite asked for")
+
+
+def installed(kube: Reads, manifests: ManifestSet, namespace: str, version: str,
+              mapped_to: Iterable[str] = ()) -> Installed:
     found = Installed()
     kserve_manager(kube, namespace, version, found)
     gateway(kube, manifests, found)
-    gpus(kube, found)
+    nodes(kube, found)
+    mapped_suite_images(mapped_to, found)
     return found

@@ -49,20 +49,24 @@ def discover_features(kube: Kube) -> set[str]:
     return found
 
 
-def image_substitutions(settings: Settings, cluster: Cluster, manifests: ManifestSet) -> list[Substitution]:
-    """A stand-in for each image (or oci:// model) of the manifests that is deployed as another."""
+def used_images(settings: Settings, cluster: Cluster, manifests: ManifestSet) -> dict[str, tuple[str, set[str]]]:
+    """Each image (or oci:// model) of the manifests deployed as another: what replaces it, and
+    the objects (idents) it was replaced in."""
     pairs = ImageMap(dict(settings.image_map)).merged(cluster.image_map).pairs
-    used: dict[str, str] = {}
-    users: dict[str, set[str]] = {}
+    used: dict[str, tuple[str, set[str]]] = {}
     for resource in manifests.resources:  # one map per object: which objects each mapping touches
         one = ImageMap(pairs)
         one.apply(resource.body)
-        used.update(one.used)
-        for source in one.used:
-            users.setdefault(source, set()).add(resource.ident)
+        for source, target in one.used.items():
+            used.setdefault(source, (target, set()))[1].add(resource.ident)
+    return used
+
+
+def image_substitutions(settings: Settings, used: dict[str, tuple[str, set[str]]]) -> list[Substitution]:
+    """A stand-in for each image (or oci:// model) of the manifests that is deployed as another."""
     return [Substitution("image", source, f"{target} (--image-map)" if source in dict(settings.image_map) else target,
-                         tuple(sorted(users[source])))
-            for source, target in sorted(used.items())]
+                         tuple(sorted(users)))
+            for source, (target, users) in sorted(used.items())]
 
 
 def with_modelcar(room: dict[str, Any], kube: Kube, kserve_namespace: str) -> dict[str, Any]:
@@ -118,12 +122,14 @@ class ClusterSession:
                 source = getattr(provider, "release_source", lambda: None)()
                 Installer(self.settings, cluster, kube, self.manifests, self.log, source).install(provider)
                 cluster.features |= discover_features(kube)
+                used = used_images(self.settings, cluster, self.manifests)
                 if cluster.provider == "existing":  # what it runs is the cluster's: named, stand-ins said so
                     found = installed(kube, self.manifests, self.settings.kserve_namespace,
-                                      self.settings.expect.kserve_version)
+                                      self.settings.expect.kserve_version, [t for t, _ in used.values()])
                     cluster.info.update(found.info)
                     cluster.substitutions += found.substitutions
-                cluster.substitutions += image_substitutions(self.settings, cluster, self.manifests)
+                    cluster.circular.update(found.circular)
+                cluster.substitutions += image_substitutions(self.settings, used)
                 serving = [r for r in self.manifests.resources if not is_platform(r)]
                 cluster.substitutions += [s.substitution() for s in scaled_workloads(serving, self.manifests)]
                 cluster.substitutions += secret_stand_ins(self.manifests)
