@@ -179,6 +179,34 @@ def test_files_from_this_machine_are_readable_by_every_user_in_the_image(tmp_pat
     assert modes == {"models": 0o755, "models/weights": 0o644, "models/run": 0o755}
 
 
+def test_python_sources_keep_their_mtime_so_the_bytecode_cache_in_the_image_is_used(tmp_path):
+    """A pyc holds its source's mtime and is used only when they match: with every mtime fixed,
+    each process of the vLLM image compiled all it imported again (seconds per start)."""
+    import compileall
+    import io
+    import os
+    import subprocess
+    import sys
+
+    tree = tmp_path / "site"
+    tree.mkdir()
+    (tree / "shipped.py").write_text("VALUE = 1\n")
+    os.utime(tree / "shipped.py", (1_700_000_000, 1_700_000_000))
+    (tree / "data.txt").write_text("x")
+    assert compileall.compile_dir(tree, quiet=1)
+    out = io.BytesIO()
+    oci._layer_tar(oci.Layer(trees=((tree, "/site"),)), out)
+    root = tmp_path / "image"
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        times = {m.name: m.mtime for m in tar.getmembers()}
+        tar.extractall(root, filter="tar")
+    assert times["site/shipped.py"] == 1_700_000_000 and times["site/data.txt"] == oci.EPOCH
+    verbose = subprocess.run([sys.executable, "-v", "-c", "import shipped"], capture_output=True, text=True,
+                             env={"PYTHONPATH": str(root / "site"), "PYTHONDONTWRITEBYTECODE": "1"}, check=True).stderr
+    assert f"# code object from '{root}/site/__pycache__/shipped." in verbose, verbose[-2000:]
+    assert "bytecode is stale" not in verbose, verbose[-2000:]
+
+
 @pytest.mark.parametrize(("args", "model"), [
     (["--model=/mnt/models", "--port=8080"], "/mnt/models"),  # a modelcar's path, linked a moment later
     (["--model", "Qwen/Qwen2.5-0.5B-Instruct"], "TINY"),  # a hub name: not fetchable here

@@ -57,7 +57,7 @@ OFFLINE_ENV = ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "VLLM_NO_USAGE_STAT
 
 
 # Changed whenever the way an image is assembled changes, so that no stale image is reused.
-IMAGE_RECIPE = 6
+IMAGE_RECIPE = 7
 # Writable by every user, as in the images the platform pulls: KServe runs a modelcar pod's
 # serving container as uid 1010, and Python finds no temporary directory without one.
 TEMP_DIRS = (("/tmp", 0o1777), ("/var/tmp", 0o1777))

@@ -2,9 +2,11 @@
 
 An image here is a list of layers (each a directory tree, or files to place) and a config
 (entrypoint, env, user, working directory). `write_layout` writes an OCI image layout tar (what
-`ctr images import` and `docker load` read) in which every tar entry has fixed owner and mtime, so
-the same inputs always give the same digests: an image can be named by digest in the manifests
-under test, and its digest is known before it is imported anywhere.
+`ctr images import` and `docker load` read) in which every tar entry has a fixed owner and mtime,
+so the same inputs always give the same digests: an image can be named by digest in the manifests
+under test, and its digest is known before it is imported anywhere. The one mtime kept is a Python
+source's: its bytecode cache (`__pycache__`) holds the source's mtime and is used only when they
+match, so with a fixed mtime every process of the image would compile what it imports again.
 """
 
 from __future__ import annotations
@@ -138,8 +140,11 @@ def _layer_tar(layer: Layer, out: io.BufferedIOBase) -> None:
                 tar.addfile(_info(name, tarfile.DIRTYPE, mode=modes(source.stat().st_mode)))
             elif isinstance(source, Path):
                 stat = source.stat()
+                info = _info(name, tarfile.REGTYPE, stat.st_size, modes(stat.st_mode))
+                if name.endswith(".py"):
+                    info.mtime = int(stat.st_mtime)
                 with source.open("rb") as handle:
-                    tar.addfile(_info(name, tarfile.REGTYPE, stat.st_size, modes(stat.st_mode)), handle)
+                    tar.addfile(info, handle)
 
 
 class _Digesting(io.RawIOBase):
