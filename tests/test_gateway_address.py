@@ -4,6 +4,7 @@ Envoy Gateway's LoadBalancer Service never gets one, so the suite port-forwards 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -14,8 +15,14 @@ import pytest
 
 from serving_conformance.base.features import Feature
 from serving_conformance.cluster.base import Cluster
-from serving_conformance.cluster.kube import WaitTimeout
-from serving_conformance.platform.endpoints import ENVOY_OWNER_NAME, ENVOY_OWNER_NAMESPACE, Endpoints, gateway_diagnosis
+from serving_conformance.cluster.kube import WaitHopeless, WaitTimeout
+from serving_conformance.platform.endpoints import (
+    ENVOY_OWNER_NAME,
+    ENVOY_OWNER_NAMESPACE,
+    Endpoints,
+    gateway_diagnosis,
+    programmed_without_address,
+)
 
 from .conftest import base_settings
 
@@ -42,8 +49,12 @@ class GatewayWithoutAddress:
     def __init__(self, gateway: dict, services: list[dict]) -> None:
         self.gateway, self.services, self.selectors = gateway, services, []
 
-    def wait_for(self, ref, condition, timeout, what, progress=None):
+    def wait_for(self, ref, condition, timeout, what, progress=None, doomed=None):
         assert not condition(self.gateway)
+        if doomed is not None and doomed(self.gateway):
+            self.ended = "hopeless"
+            raise WaitHopeless(f"stopped waiting for {what} ({ref}): {doomed(self.gateway)}")
+        self.ended = "timeout"
         raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} ({ref})")
 
     def get(self, ref):
@@ -110,3 +121,36 @@ def test_a_gateway_no_controller_accepted_is_named_as_such():
         {"type": "Accepted", "status": "False", "reason": "UnsupportedAddress", "message": "bad address"},
     ]}}
     assert gateway_diagnosis(refused) == "its controller did not accept it (UnsupportedAddress: bad address)"
+
+
+def programmed(seconds_ago: float, observed: int = 2, generation: int = 2, addresses: list | None = None) -> dict:
+    since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
+    return {"metadata": {"name": "kserve-ingress-gateway", "namespace": "kserve", "generation": generation},
+            "spec": {"gatewayClassName": "agentgateway", "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]},
+            "status": {"addresses": addresses or [], "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted"},
+                {"type": "Programmed", "status": "True", "reason": "Programmed", "observedGeneration": observed,
+                 "lastTransitionTime": since}]}}
+
+
+def test_a_gateway_programmed_a_while_ago_without_an_address_is_not_waited_for():
+    """Traefik programs the Gateway and reports no address: the wait for one ends at once (it
+    waited its whole 120 s before), and the suite reaches the Gateway through its Service."""
+    assert "gave it no address" in programmed_without_address(programmed(30))
+    # Still worth waiting: just programmed (the address may follow), an older generation
+    # programmed, an address already there, or a load balancer still pending.
+    assert programmed_without_address(programmed(1)) is None
+    assert programmed_without_address(programmed(30, observed=1)) is None
+    assert programmed_without_address(programmed(30, addresses=[{"type": "IPAddress", "value": "198.19.32.9"}])) is None
+    assert programmed_without_address(PENDING_LB) is None
+
+
+def test_a_programmed_gateway_without_address_is_reached_through_its_service_at_once(fake_kubectl, tmp_path):
+    service = {"metadata": {"name": "traefik", "namespace": "serving-conformance-gateway"}}
+    kube = GatewayWithoutAddress(programmed(30), [service])
+    reach = endpoints(kube, tmp_path, simulated=False)
+    try:
+        assert reach._gateway_base() == "http://127.0.0.1:43210"
+    finally:
+        reach.close()
+    assert kube.ended == "hopeless", "waited for an address that will not come"

@@ -5,6 +5,7 @@ are reachable, else `kubectl port-forward`)."""
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import re
 import subprocess
 import threading
@@ -59,6 +60,30 @@ class PortForward:
 # Labels Envoy Gateway puts on the Service it makes for a Gateway.
 ENVOY_OWNER_NAME = "gateway.envoyproxy.io/owning-gateway-name"
 ENVOY_OWNER_NAMESPACE = "gateway.envoyproxy.io/owning-gateway-namespace"
+# How long a Gateway may stay programmed with no address before none is expected: an
+# implementation may write the condition and the address in two updates.
+PROGRAMMED_WITHOUT_ADDRESS_S = 10.0
+
+
+def programmed_without_address(gateway: dict | None, now: dt.datetime | None = None) -> str | None:
+    """Why no address will come: the controller programmed this generation of the Gateway, a while
+    ago, and gave it none (Traefik without a status address does; an implementation waiting for a
+    load balancer says Programmed=False instead, and is waited for)."""
+    if not gateway or (gateway.get("status") or {}).get("addresses"):
+        return None
+    generation = (gateway.get("metadata") or {}).get("generation")
+    for condition in (gateway.get("status") or {}).get("conditions") or []:
+        if condition.get("type") != "Programmed" or condition.get("status") != "True":
+            continue
+        if generation is not None and condition.get("observedGeneration") not in (None, generation):
+            return None
+        try:
+            since = dt.datetime.fromisoformat(str(condition.get("lastTransitionTime")).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if ((now or dt.datetime.now(dt.timezone.utc)) - since).total_seconds() >= PROGRAMMED_WITHOUT_ADDRESS_S:
+            return f"its controller programmed it {PROGRAMMED_WITHOUT_ADDRESS_S:.0f}s or more ago and gave it no address"
+    return None
 
 
 def gateway_diagnosis(gateway: dict) -> str:
@@ -114,6 +139,7 @@ class Endpoints:
             gateway = self.kube.wait_for(
                 ref, lambda o: bool(((o or {}).get("status") or {}).get("addresses")),
                 self.settings.timeouts.gateway_programmed, "an address in Gateway status",
+                doomed=programmed_without_address,
             )
         except WaitTimeout as exc:
             gateway = self.kube.get(ref)
