@@ -31,7 +31,7 @@ from serving_conformance.base.upstream import gateway_api_crds
 from serving_conformance.cluster.kube import RUN_LABEL, Kube
 from serving_conformance.cluster.releases import TRAEFIK_CONTROLLER, TRAEFIK_NAMESPACE, BuiltHere
 from serving_conformance.manifests.load import load_manifests
-from serving_conformance.platform.installer import INSTALLED_BY_LABEL
+from serving_conformance.platform.installer import INSTALLED_BY_LABEL, webhook_probe
 from serving_conformance.providers.kind import KindProvider
 
 from .conftest import base_settings
@@ -112,10 +112,7 @@ def install_as_a_platform_team(kubectl: Kubectl, files: list[Path], tmp: Path, n
     kubectl("-n", namespace, "rollout", "restart", "deployment/kserve-controller-manager")
     kubectl("-n", namespace, "rollout", "status", "deployment/kserve-controller-manager", "--timeout", "300s")
     kubectl("-n", TRAEFIK_NAMESPACE, "rollout", "status", "deployment/traefik", "--timeout", "300s")
-    probe = write_documents(tmp / "probe.yaml", [{
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": "platform-probe", "namespace": namespace},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://probe/model"}}}}])
+    probe = write_documents(tmp / "probe.yaml", [webhook_probe(namespace)])
     kubectl.webhooks_answer(probe, 120)
 
 

@@ -23,19 +23,14 @@ from serving_conformance.cluster.releases import TRAEFIK_CONTROLLER
 from serving_conformance.manifests.design import kserve_gateway
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.workloads import GPU_RESOURCE, as_list, as_mapping
-from serving_conformance.providers.kind import (
-    POD_NETWORK_LABEL,
-    POD_NETWORK_VALUE,
-    SIMULATED_GPU_LABEL,
-    pod_network_substitution,
-)
+from serving_conformance.providers.kind import SIMULATED_GPU_LABEL, pod_network_substitutions
+from serving_conformance.toolchain.images import LOCAL_REGISTRY, MODELCAR_IMAGE, VLLM_IMAGE
 
 KSERVE_CONTROLLER_IMAGE = "kserve/kserve-controller"
 KSERVE_WEBHOOK = "inferenceservice.serving.kserve.io"
 # Images of this suite's own stand-ins, as its kind provider leaves them on a cluster.
-SUITE_IMAGE_PREFIXES = ("localhost/serving-conformance/", "serving-conformance.local/")
-SUITE_VLLM_IMAGE = "localhost/serving-conformance/vllm-cpu"
-SUITE_MODEL_IMAGES = (SUITE_VLLM_IMAGE, "localhost/serving-conformance/modelcar-")
+SUITE_IMAGE_PREFIXES = (f"{LOCAL_REGISTRY}/", "serving-conformance.local/")
+SUITE_MODEL_IMAGES = (VLLM_IMAGE, MODELCAR_IMAGE)
 
 
 class Reads(Protocol):
@@ -115,8 +110,7 @@ def suite_images(kube: Reads, name: str) -> list[str]:
 def nodes(kube: Reads, found: Installed) -> None:
     listed = kube.list("v1", "Node")
     gpus(listed, kube, found)
-    if any(as_mapping(n["metadata"].get("labels")).get(POD_NETWORK_LABEL) == POD_NETWORK_VALUE for n in listed):
-        found.substitutions.append(pod_network_substitution())
+    found.substitutions += pod_network_substitutions(listed)
 
 
 def gpus(listed: list[dict[str, Any]], kube: Reads, found: Installed) -> None:
@@ -146,7 +140,7 @@ def mapped_suite_images(targets: Iterable[str], found: Installed) -> None:
     found.substitutions.append(Substitution(
         "model", "the model each pod names (hub model, volume or modelcar)",
         f"a tiny random-weight Qwen2 built by this suite, in the images the manifests are mapped to ({', '.join(ours)})"))
-    engines = [t for t in ours if t.startswith(SUITE_VLLM_IMAGE)]
+    engines = [t for t in ours if t.startswith(VLLM_IMAGE)]
     if engines:
         found.circular["engine-version"] = (
             f"the pods run this suite's vLLM image ({', '.join(engines)}), built at the version the suite was "

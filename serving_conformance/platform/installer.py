@@ -91,6 +91,13 @@ def with_label(document: Mapping[str, Any], key: str, value: str) -> dict[str, A
     return result
 
 
+def webhook_probe(namespace: str) -> dict[str, Any]:
+    """An InferenceService KServe's webhooks judge, sent as a server-side dry run only."""
+    return {"apiVersion": ISVC_API, "kind": "InferenceService",
+            "metadata": {"name": "sc-webhook-probe", "namespace": namespace},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://probe/model"}}}}
+
+
 class Installer:
     def __init__(
         self, settings: Settings, cluster: Cluster, kube: Kube, manifests: ManifestSet, log: Callable[[str], None],
@@ -235,9 +242,7 @@ class Installer:
         reaches every node's Service rules a moment after its pod is Ready, and there is nothing
         to watch for that."""
         namespace = self.settings.kserve_namespace
-        probe = {"apiVersion": ISVC_API, "kind": "InferenceService",
-                 "metadata": {"name": "sc-webhook-probe", "namespace": namespace},
-                 "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://probe/model"}}}}
+        probe = webhook_probe(namespace)
         resource = self.kube.resource(ISVC_API, "InferenceService")
         deadline = time.monotonic() + self.settings.timeouts.controller_ready
         while True:

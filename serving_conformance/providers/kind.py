@@ -108,6 +108,14 @@ def pod_network_substitution() -> Substitution:
         "set by the suite")
 
 
+def pod_network_substitutions(nodes: Sequence[Mapping[str, Any]]) -> list[Substitution]:
+    """The pod-network stand-in where nodes carry the label this provider puts on the nodes it sets
+    the network of (a cluster it made, whoever uses it later)."""
+    labelled = any(((n.get("metadata") or {}).get("labels") or {}).get(POD_NETWORK_LABEL) == POD_NETWORK_VALUE
+                   for n in nodes)
+    return [pod_network_substitution()] if labelled else []
+
+
 class KindProvider:
     name = "kind"
 
@@ -314,9 +322,7 @@ class KindProvider:
         simulated = sorted(n for n, lab in labels.items() if lab.get(SIMULATED_GPU_LABEL) == "true")
         if simulated:
             result.append(simulated_gpu_substitution(simulated))
-        if any(lab.get(POD_NETWORK_LABEL) == POD_NETWORK_VALUE for lab in labels.values()):
-            result.append(pod_network_substitution())
-        return result
+        return result + pod_network_substitutions(nodes)
 
     def start_components(self, cluster: Cluster, kube: object, manifests: object) -> None:
         """kind runs nothing of the platform itself: the installer installs all of it."""

@@ -22,6 +22,9 @@ from serving_conformance.base.cache import cache_dir
 from serving_conformance.toolchain.oci import Built, ImageConfig, Layer, write_layout
 
 LOCAL_REGISTRY = "localhost/serving-conformance"
+# The repositories of the vLLM image and the modelcars (a modelcar's name goes on from here).
+VLLM_IMAGE = f"{LOCAL_REGISTRY}/vllm-cpu"
+MODELCAR_IMAGE = f"{LOCAL_REGISTRY}/modelcar-"
 TINY_MODEL_PATH = "/opt/serving-conformance/tiny-model"
 BUSYBOX = Path("/usr/bin/busybox")  # Debian's busybox-static
 # The commands a platform's image has that the sidecar and the checks run (`cat` reads a file in a
@@ -118,7 +121,7 @@ def modelcar_image(model_dir: Path) -> Built:
         tools = Layer(files=(("/bin/busybox", BUSYBOX.read_bytes(), 0o755),),
                       links=tuple((f"/bin/{applet}", "busybox") for applet in BUSYBOX_APPLETS))
         model = Layer(trees=((model_dir, "/models"),), for_every_user=True)
-        return write_layout(path, f"{LOCAL_REGISTRY}/modelcar-{model_dir.name}:{key}", [tools, model],
+        return write_layout(path, f"{MODELCAR_IMAGE}{model_dir.name}:{key}", [tools, model],
                             ImageConfig(cmd=("sleep", "infinity")))
 
     return _cached("modelcar", key, build)
@@ -152,7 +155,7 @@ def vllm_image(venv: Path, python_home: Path, model_dir: Path, version: str) -> 
         # At their merged-/usr paths: /lib and friends are links into /usr in the layer above.
         compiler = Layer(trees=tuple((p, _usr_form(p)) for p in package_files(COMPILER_PACKAGES)))
         # The largest, steadiest layer first: a change above it never unpacks it again.
-        return write_layout(path, f"{LOCAL_REGISTRY}/vllm-cpu:{version}", [engine, python, compiler, system],
+        return write_layout(path, f"{VLLM_IMAGE}:{version}", [engine, python, compiler, system],
                             ImageConfig(entrypoint=("/usr/local/bin/vllm-entrypoint",), env=env), compress=False)
 
     return _cached("vllm", key, build)
