@@ -2,8 +2,8 @@
 
     serving-conformance [pytest options]        # e.g. -m static, -m cpu, --cluster existing ...
 
-Runs the shipped conformance tests (serving_conformance/suite) with pytest, rooted in the
-package so that the platform repository's own pytest configuration, conftest files and tests are
+Runs the shipped conformance tests (`conformance/` of a checkout, `serving_conformance/suite` in
+the wheel) with pytest, rooted in them so that the platform repository's own pytest configuration, conftest files and tests are
 never picked up, with `--manifests-dir .` (the current directory) unless manifests are named, and
 the report written to ./conformance-report.yaml unless another is asked for. Relative paths are
 taken from the current directory.

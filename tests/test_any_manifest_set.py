@@ -40,7 +40,7 @@ from serving_conformance.rules.context import rule_context
 from serving_conformance.rules.findings import RuleContext
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = {"example": DEFAULT_MANIFESTS, "platform-repo": REPO / "testdata" / "platform-repo"}
+SOURCES = {"example": DEFAULT_MANIFESTS, "platform-repo": REPO / "fixtures" / "platform-repo"}
 EXAMPLES = int(os.environ.get("SERVING_CONFORMANCE_EXAMPLES", "150"))
 SEED = os.environ.get("SERVING_CONFORMANCE_HYPOTHESIS_SEED")
 PROFILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None, database=None,

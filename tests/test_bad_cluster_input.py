@@ -2,7 +2,7 @@
 
 import yaml
 
-CLUSTER_TEST = "serving_conformance/suite/cluster/test_isvc_ready.py"
+CLUSTER_TEST = "conformance/cluster/test_isvc_ready.py"
 
 
 def kubeconfig(tmp_path, server: str, context: str = "ci") -> str:

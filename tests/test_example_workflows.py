@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-WORKFLOWS = sorted((Path(__file__).parent.parent / "examples" / "workflows").glob("*.yaml"))
+WORKFLOWS = sorted((Path(__file__).parent.parent / "ci").glob("*.yaml"))
 
 
 def commands(workflow: dict) -> list[list[str]]:
@@ -49,13 +49,13 @@ def test_a_workflow_installs_the_suite_and_uses_only_options_it_accepts(path):
 
 
 def test_the_kind_workflow_caches_what_prepare_builds():
-    workflow = yaml.safe_load((Path(__file__).parent.parent / "examples/workflows/kind-cpu.github.yaml").read_text())
+    workflow = yaml.safe_load((Path(__file__).parent.parent / "ci/kind-cpu.github.yaml").read_text())
     caches = [s for s in workflow["jobs"]["conformance"]["steps"] if str(s.get("uses", "")).startswith("actions/cache")]
     assert caches and caches[0]["with"]["path"] == "~/.cache/serving-conformance"
 
 
 def test_the_gke_workflow_uses_workload_identity_federation_and_the_context_guard():
-    text = (Path(__file__).parent.parent / "examples/workflows/gke-gpu.github.yaml").read_text()
+    text = (Path(__file__).parent.parent / "ci/gke-gpu.github.yaml").read_text()
     workflow = yaml.safe_load(text)
     assert workflow["permissions"]["id-token"] == "write"
     auth = next(s for s in workflow["jobs"]["conformance"]["steps"] if str(s.get("uses", "")).startswith("google-github-actions/auth"))

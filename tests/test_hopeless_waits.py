@@ -23,7 +23,7 @@ from serving_conformance.manifests.load import load_manifests
 from serving_conformance.manifests.scale import scale_up, scaled_workloads
 
 REPO = Path(__file__).resolve().parent.parent
-PLATFORM_REPO = REPO / "testdata" / "platform-repo"
+PLATFORM_REPO = REPO / "fixtures" / "platform-repo"
 
 
 def deployment(replicas) -> dict:

@@ -3,7 +3,7 @@ static layer still judges what the manifests say; every replacement is a stand-i
 
 import pytest
 
-from serving_conformance.base.data import DEFAULT_MANIFESTS
+from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.manifests.images import ImageMap, ImageMapError
 from serving_conformance.manifests.load import load_manifests
 
@@ -41,7 +41,7 @@ def test_a_bad_map_is_a_usage_error(pytester):
 
 
 def test_the_static_layer_judges_what_the_manifests_say(pytester):
-    suite = DEFAULT_MANIFESTS.parent.parent / "suite" / "static" / "test_images_digest_pinned.py"
+    suite = SUITE / "static" / "test_images_digest_pinned.py"
     result = pytester.runpytest(str(suite), "--image-map", f"{VLLM}=untagged-local-image", "-p", "no:cacheprovider")
     outcomes = result.parseoutcomes()
     assert result.ret == 0 and outcomes["passed"] > 0 and "failed" not in outcomes

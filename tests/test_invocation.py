@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SERVING = REPO / "testdata" / "platform-repo" / "serving"
+SERVING = REPO / "fixtures" / "platform-repo" / "serving"
 CLI = [sys.executable, "-m", "serving_conformance.cli"]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 

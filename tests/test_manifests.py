@@ -106,7 +106,7 @@ def test_an_empty_directory_is_a_problem(tmp_path):
 def test_an_empty_manifests_dir_fails_one_test_naming_it(pytester, repo, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = pytester.runpytest(str(repo / "serving_conformance" / "suite" / "static"), "-m", "static", "--manifests-dir", str(empty))
+    result = pytester.runpytest(str(repo / "conformance" / "static"), "-m", "static", "--manifests-dir", str(empty))
     from serving_conformance.behaviours import static_rules
 
     result.assert_outcomes(failed=1, skipped=len(static_rules()))

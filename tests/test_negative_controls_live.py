@@ -15,7 +15,7 @@ from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.manifests.faults import load_fault, materialize
 
 REPO = Path(__file__).resolve().parent.parent
-FAULTS = REPO / "testdata" / "faults"
+FAULTS = REPO / "fixtures" / "faults"
 
 
 def run_suite(pytester, tmp_path, faults, *args):

@@ -76,7 +76,7 @@ def test_it_is_never_read_as_a_manifest(tmp_path):
 
 
 def run(pytester, *args):
-    return pytester.runpytest_subprocess(str(REPO / "serving_conformance" / "suite"), "-m", "static",
+    return pytester.runpytest_subprocess(str(REPO / "conformance"), "-m", "static",
                                          "-p", "no:cacheprovider", *args)
 
 
@@ -96,7 +96,7 @@ def test_the_command_line_wins_over_the_file_and_a_path_entry_over_both(pytester
     import shutil
 
     manifests = tmp_path / "m"
-    shutil.copytree(REPO / "serving_conformance" / "data" / "manifests", manifests)
+    shutil.copytree(REPO / "manifests", manifests)
     write(manifests, HEAD + "servedModelName: wrong\npaths:\n  - {files: serving/raw-vllm, servedModelName: b}\n")
     result = run(pytester, f"--manifests-dir={manifests}", "--served-model-name=qwen2.5-0.5b", "-k", "engine_identical")
     out = result.stdout.str()

@@ -1,7 +1,7 @@
-"""A realistic GitOps platform repository (testdata/platform-repo: kustomize overlays, InferenceServices
+"""A realistic GitOps platform repository (fixtures/platform-repo: kustomize overlays, InferenceServices
 in KServe's namespace, PVCs, other models, an Inference Extension route on another gateway, Argo CD
 applications, Helm charts and values): the static profile raises no false alarm on it, lists what
-it does not follow, and catches each seeded fault of testdata/platform-repo-faults, by its own rule, on
+it does not follow, and catches each seeded fault of fixtures/platform-repo-faults, by its own rule, on
 the objects the fault names, saying what the fault expects (a crash is no catch)."""
 
 from pathlib import Path
@@ -13,9 +13,9 @@ from serving_conformance.manifests.faults import load_faults, materialize
 from serving_conformance.manifests.load import load_manifests
 
 REPO = Path(__file__).resolve().parent.parent
-PLATFORM_REPO = REPO / "testdata" / "platform-repo"
-FAULTS = load_faults(REPO / "testdata" / "platform-repo-faults")
-SUITE = REPO / "serving_conformance" / "suite"
+PLATFORM_REPO = REPO / "fixtures" / "platform-repo"
+FAULTS = load_faults(REPO / "fixtures" / "platform-repo-faults")
+SUITE = REPO / "conformance"
 
 
 def static(pytester: pytest.Pytester, manifests: Path, *options: str):

@@ -1,5 +1,5 @@
-"""The negative controls, in process and rule by rule: every seeded fault (testdata/faults against
-the shipped manifests, testdata/platform-repo-faults against the platform repository) judged by
+"""The negative controls, in process and rule by rule: every seeded fault (fixtures/faults against
+the shipped manifests, fixtures/platform-repo-faults against the platform repository) judged by
 each static rule as the suite judges it (the plugin's selection, `assert_rule_holds`, settings from
 the suite's own options), and held to what the fault declares (`control_problems`).
 
@@ -34,9 +34,9 @@ from serving_conformance.rules.context import rule_context
 from serving_conformance.rules.findings import Finding, Rule, RuleContext
 
 REPO = Path(__file__).resolve().parent.parent
-TESTDATA = REPO / "testdata"
-SOURCES = {"faults": DEFAULT_MANIFESTS, "platform-repo-faults": TESTDATA / "platform-repo"}
-FAULTS = [(directory, fault) for directory in SOURCES for fault in load_faults(TESTDATA / directory)]
+FIXTURES = REPO / "fixtures"
+SOURCES = {"faults": DEFAULT_MANIFESTS, "platform-repo-faults": FIXTURES / "platform-repo"}
+FAULTS = [(directory, fault) for directory in SOURCES for fault in load_faults(FIXTURES / directory)]
 RULES = behaviours.static_rules()
 PARSE = behaviours.MANIFESTS_PARSE.id
 
@@ -205,7 +205,7 @@ def test_every_finding_site_has_a_fault_that_reaches_it_alone():
 
 # --- every diagnosis, word for word -----------------------------------------------------------------
 
-MESSAGES = TESTDATA / "fault-messages.yaml"
+MESSAGES = FIXTURES / "fault-messages.yaml"
 
 
 def _messages(source: str, name: str) -> list[str]:
@@ -232,6 +232,6 @@ def _committed() -> dict[str, list[str]]:
 @pytest.mark.parametrize(("source", "fault"), FAULTS, ids=[f"{d}/{f.name}" for d, f in FAULTS])
 def test_every_diagnosis_says_exactly_what_it_said_when_it_was_reviewed(source, fault):
     """What each fault makes each rule say (found, effect and fix) is committed in
-    testdata/fault-messages.yaml, reviewed once: a change of a single word of a diagnosis fails here
+    fixtures/fault-messages.yaml, reviewed once: a change of a single word of a diagnosis fails here
     until the file is written again (SERVING_CONFORMANCE_WRITE_MESSAGES=1) and reviewed."""
     assert _messages(source, fault.name) == _committed()[f"{source}/{fault.name}"]

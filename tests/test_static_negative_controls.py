@@ -12,7 +12,7 @@ from serving_conformance.manifests.faults import load_faults, materialize
 
 REPO = Path(__file__).resolve().parent.parent
 STATIC = SUITE / "static"
-FAULTS = load_faults(REPO / "testdata" / "faults")
+FAULTS = load_faults(REPO / "fixtures" / "faults")
 
 
 def run_static(pytester: pytest.Pytester, manifests: Path, *options: str):

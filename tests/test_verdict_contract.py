@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from serving_conformance import verdict
-from serving_conformance.base.data import SUITE
+from serving_conformance.base.data import DEFAULT_MANIFESTS, SUITE
 from serving_conformance.base.features import Feature, Substitution
 from serving_conformance.base.settings import Requirement
 from serving_conformance.gate import Needs, Place, decide
@@ -81,7 +81,7 @@ def test_a_run_stopped_while_it_reads_the_manifests_leaves_no_earlier_verdict(py
 def test_an_interrupted_run_has_no_success_anywhere_and_a_reason(tmp_path):
     """SIGINT while the static profile runs (the default manifests repeated to make it long)."""
     manifests = tmp_path / "m"
-    source = SUITE.parent / "data" / "manifests"
+    source = DEFAULT_MANIFESTS
     for i in range(150):
         for path in source.rglob("*.yaml"):
             if path.name != "kustomization.yaml" and "platform" not in path.parts:
@@ -166,17 +166,16 @@ def test_bad_requirements_and_forbidden_kinds_are_usage_errors(pytester):
 def test_the_report_names_the_platform_under_test(pytester):
     _, report = run(pytester, "-m", "static", "-k", "manifests_parse")
     (platform,) = report["platformUnderTest"]
-    assert platform["path"].endswith("serving_conformance/data/manifests")
+    assert platform["path"] == str(DEFAULT_MANIFESTS)
     assert platform["commit"] and len(platform["commit"]) == 40 and isinstance(platform["dirty"], bool)
 
 
 def test_secrets_the_suite_creates_are_stand_ins_for_the_workloads_that_read_them():
-    from serving_conformance.base.data import DEFAULT_MANIFESTS
     from serving_conformance.manifests.load import load_manifests
     from serving_conformance.platform.deploy import secret_stand_ins
 
     (example,) = secret_stand_ins(load_manifests(DEFAULT_MANIFESTS))
     assert example.subject == "secrets" and example.scope == ("deployment/raw-vllm",)
     assert example.platform == "Secret raw-vllm-api-key (api-key) as the platform provides it"
-    platform = {s.platform for s in secret_stand_ins(load_manifests(SUITE.parents[1] / "testdata" / "platform-repo"))}
+    platform = {s.platform for s in secret_stand_ins(load_manifests(SUITE.parent / "fixtures" / "platform-repo"))}
     assert "Secret raw-vllm-secrets (api-key, hf-token) as ExternalSecret raw-vllm-secrets writes it" in platform

@@ -8,8 +8,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
 DATA = PACKAGE / "data"
-SUITE = PACKAGE / "suite"
-DEFAULT_MANIFESTS = DATA / "manifests"
+
+
+def _shipped(in_package: Path, in_checkout: str) -> Path:
+    """The wheel carries the conformance tests and the example manifests inside the package; a
+    checkout (and an editable install of it) keeps them at its top level, where they are read."""
+    return in_package if in_package.is_dir() else PACKAGE.parent / in_checkout
+
+
+SUITE = _shipped(PACKAGE / "suite", "conformance")
+DEFAULT_MANIFESTS = _shipped(DATA / "manifests", "manifests")
 KIND_CONFIG = DATA / "kind" / "cluster.yaml"
 TOOLCHAIN = DATA / "toolchain"
 RUNC_WRAPPER = DATA / "docker" / "runc-drop-sys-resource"
