@@ -12,6 +12,7 @@ from serving_conformance.base.data import DEFAULT_MANIFESTS
 from serving_conformance.base.features import StandIn
 from serving_conformance.base.settings import (
     CLUSTER_PROVIDERS,
+    KIND_IMAGE_SOURCES,
     PROFILES,
     RAN,
     REQUIREMENT_LEVELS,
@@ -103,6 +104,10 @@ def add_options(parser: pytest.Parser) -> None:
     cluster.addoption("--allow-context", action="append", default=[], metavar="CONTEXT",
                       help="contexts the suite may touch with --cluster existing; repeatable; the suite refuses any other")
     cluster.addoption("--keep-cluster", action="store_true", help="do not delete a cluster the suite created")
+    cluster.addoption("--kind-images", choices=KIND_IMAGE_SOURCES, default="built",
+                      help="on --cluster kind, the platform's images preloaded into the node image (built), or pulled "
+                      "by the nodes under their published names from a local registry mirror that holds the images "
+                      "built here (mirror; the report lists it as a stand-in) (default: %(default)s)")
     cluster.addoption("--install-platform", action="store_true",
                       help="on --cluster existing, install the platform (Gateway API, cert-manager, KServe) instead of only checking it")
     cluster.addoption("--local-pods", choices=("vllm", "simulated"), default="vllm",
@@ -245,6 +250,7 @@ def settings_from(config: pytest.Config, pins: Mapping[str, tuple[str, str]] | N
         kube_context=option.kube_context,
         allowed_contexts=tuple(option.allow_context),
         keep_cluster=option.keep_cluster,
+        kind_images=option.kind_images,
         install_platform=option.install_platform,
         require_gpu=option.require_gpu,
         artifacts_dir=(option.artifacts_dir if option.artifacts_dir.is_absolute() else here / option.artifacts_dir).resolve(),

@@ -27,10 +27,14 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 from serving_conformance.base import proc, versions
 from serving_conformance.base.cache import cache_root
 from serving_conformance.base.progress import progress
+from serving_conformance.base.settings import KIND_IMAGE_SOURCES
 from serving_conformance.providers.choose import auto_choice
 from serving_conformance.providers.kind import docker_engine_available
 
@@ -144,9 +148,12 @@ def install_container_engine() -> str:
 
 def install_kind() -> str:
     from serving_conformance.providers.kindgpu import plugin_binary
+    from serving_conformance.toolchain.go import ensure_components
     from serving_conformance.toolchain.kindnode import ensure_kind, ensure_node_image
 
-    return f"kind {ensure_kind()}, node image {ensure_node_image()}, simulated GPUs' device plugin {plugin_binary(progress)}"
+    registry = ensure_components(("registry",))["registry"].directory / "registry"
+    return (f"kind {ensure_kind()}, node image {ensure_node_image()}, simulated GPUs' device plugin "
+            f"{plugin_binary(progress)}, the local mirror's registry {registry}")
 
 
 def install_kind_platform() -> str:
@@ -157,6 +164,24 @@ def install_kind_platform() -> str:
 
     images = build_platform_images(versions.VLLM_EXPECTED, versions.traefik_for(versions.GATEWAY_API))
     return f"node image with the platform {ensure_node_image(images.layouts())}"
+
+
+def kind_image_list(source: str) -> dict[str, object]:
+    """Every image a `--cluster kind` run uses, with digests, for a mirror to hold: kind's node
+    image, the images preloaded in it, and (`--kind-images mirror`) those pulled from the mirror."""
+    from serving_conformance.providers.kind_platform import build_platform_images
+    from serving_conformance.toolchain.kindnode import build_node_image
+
+    platform = build_platform_images(versions.VLLM_EXPECTED, versions.traefik_for(versions.GATEWAY_API))
+    if source == "mirror":
+        platform = platform.published("the local mirror")
+    node = build_node_image(platform.layouts() if source == "built" else ())
+    node_id = proc.run(["docker", "image", "inspect", "--format", "{{.Id}}", node.tag], step="docker image inspect")
+    listed = [{"name": name, "digest": digest, "from": "preloaded in the node image"} for name, digest in node.preloaded]
+    if source == "mirror":
+        listed += [{"name": b.name, "digest": b.digest, "from": "pulled by the nodes from the local mirror"}
+                   for b in platform.images()]
+    return {"kindImages": source, "nodeImage": {"name": node.tag, "id": node_id.strip()}, "images": listed}
 
 
 def install_engine() -> str:
@@ -187,7 +212,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="the cluster to prepare for; repeat it for several (default: auto)")
     parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=True,
                         help="install the local vLLM engine the engine profile and testbed pods run (default: yes)")
+    parser.add_argument("--list-images", metavar="FILE",
+                        help="after preparing for kind, write every image a kind run uses (name, digest, where it "
+                        "comes from) as YAML to FILE (`-`: standard output)")
+    parser.add_argument("--kind-images", choices=KIND_IMAGE_SOURCES, default="built",
+                        help="the image source --list-images lists for (as the suite's option) (default: %(default)s)")
+    parser.add_argument("--published-node-image", action="store_true",
+                        help="print kind's published node image this suite pins (by digest) and kind's version, "
+                        "then exit: what a runner where registries answer creates its cluster from")
     args = parser.parse_args(argv)
+    if args.published_node_image:
+        print(f"{versions.KIND_PUBLISHED_NODE_IMAGE} v{versions.KIND}")
+        return 0
     clusters = clusters_to_prepare(args.for_cluster)
     testbed, kind = "local" in clusters, "kind" in clusters
     problems = preflight(testbed, args.engine, kind=kind)
@@ -212,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
             _step("kind and its node image (a cold build takes about 7 minutes after the testbed's)", install_kind)
             _step("the platform's images for kind and their node image (a cold build takes about 8 minutes, "
                   "the engine's install aside)", install_kind_platform)
+            if args.list_images:
+                listing = yaml.safe_dump(kind_image_list(args.kind_images), sort_keys=False)
+                if args.list_images == "-":
+                    sys.stdout.write(listing)
+                else:
+                    Path(args.list_images).write_text(listing)
         except (EngineError, BuildError, NodeImageError, InstallError, proc.CommandError) as exc:
             print(f"cannot prepare this machine for kind: {exc}", file=sys.stderr)
             return 1

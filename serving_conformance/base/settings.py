@@ -15,6 +15,7 @@ from serving_conformance.base.timeouts import Timeouts
 # The profiles of the report, in order; a gate requires them by these names.
 PROFILES = ("STATIC", "ENGINE", "SERVING-CPU", "SERVING-GPU")
 CLUSTER_PROVIDERS = ("auto", "kind", "existing", "local", "none")
+KIND_IMAGE_SOURCES = ("built", "mirror")
 
 
 SUCCESS = "success"
@@ -138,6 +139,9 @@ class Settings:
     options_file: Path | None = None
     # Stand-in kinds (base.features.StandIn, "circular", or "all") a result may not rest on.
     forbidden_stand_ins: tuple[str, ...] = ()
+    # Where a kind cluster's platform images come from: preloaded into the node image ("built"),
+    # or pulled under their published names from a local registry mirror ("mirror").
+    kind_images: str = "built"
 
     @property
     def local_engine(self) -> str:

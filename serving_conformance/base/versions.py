@@ -19,6 +19,11 @@ KIND_MIN = "0.27.0"
 # KUBERNETES (kubelet, kubeadm, kube-proxy from the testbed's wrapper) with the runtime versions
 # KIND's own base image ships (images/base/Dockerfile), on a Debian rootfs.
 KIND = "0.33.0"
+# Where registries answer (a CI runner), kind creates the cluster from its published node image:
+# the one kind KIND's release notes list for the pinned Kubernetes minor (a node image is supported
+# only with the kind release that built it; KIND ships 1.34.11 for 1.34), pinned by digest.
+KIND_PUBLISHED_NODE_IMAGE = (
+    "kindest/node:v1.34.11@sha256:44e222ee2132dab25ff87301682f89eb82c7880ea3a1bf543bfe9708fd08d67d")
 KIND_CONTAINERD = "2.3.4"
 KIND_RUNC = "1.4.3"
 KIND_CRICTL = "1.36.0"
@@ -48,6 +53,16 @@ def traefik_for(gateway_api_version: str) -> str:
     """The Traefik that serves a Gateway API release (by its minor version)."""
     minor = ".".join(gateway_api_version.split(".")[:2])
     return TRAEFIK_FOR_GATEWAY_API.get(minor, TRAEFIK_BIN)
+
+# The OCI registry that serves as a local mirror of the published images (distribution's own
+# registry, built from its module): the published image path exercised where no registry answers.
+DISTRIBUTION = "3.1.2"
+# The names the platform's images are published under: a kind run with `--kind-images mirror` pulls
+# these (from the local mirror, which holds the images built here under them). The digests are the
+# built images'; a published image's own digest is known only where its registry answers.
+KSERVE_CONTROLLER_IMAGE = f"docker.io/kserve/kserve-controller:v{KSERVE}"
+TRAEFIK_IMAGE = "docker.io/library/traefik:v{version}"
+VLLM_CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{version}"
 
 # kustomize renders the manifests' kustomizations: the version kubectl 1.34 embeds.
 KUSTOMIZE = "5.7.1"

@@ -12,7 +12,8 @@
 - a failed create removes the half cluster; a cluster of the same name that already exists is
   reused as it is and never deleted; `--keep-cluster` keeps what the suite created;
 - the platform (`with_platform`, the default) is offline too: its images are built here and
-  preloaded (`providers.kind_platform`), KServe's release is rendered here, Traefik serves the
+  preloaded (`providers.kind_platform`), or pulled under their published names from a local
+  mirror (`--kind-images mirror`, `providers.kind_mirror`), KServe's release is rendered here, Traefik serves the
   Gateway API, and the manifests' vLLM images and oci:// models are mapped to the ones built here;
   the platform's pods and CoreDNS go to the control plane, so each worker keeps its CPUs for a
   vLLM pod.
@@ -51,9 +52,9 @@ from serving_conformance.cluster.kube import Kube, Ref
 from serving_conformance.cluster.releases import CONTROL_PLANE_LABEL, TRAEFIK_CONTROLLER, BuiltHere, on_control_plane
 from serving_conformance.manifests.fit import FITTED, Room
 from serving_conformance.manifests.workloads import GPU_RESOURCE
-from serving_conformance.providers import kindgpu, kindnet
+from serving_conformance.providers import kind_mirror, kindgpu, kindnet
 from serving_conformance.providers.kind_platform import PlatformImages, build_platform_images
-from serving_conformance.toolchain import docker, kindnode
+from serving_conformance.toolchain import docker, kindnode, mirror
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Log = Callable[[str], None]
@@ -144,6 +145,14 @@ class KindProvider:
             self.platform = build_platform_images(self.settings.local_engine, traefik, self.log)
         return self.platform
 
+    @property
+    def mirrored(self) -> bool:
+        return self.with_platform and self.settings.kind_images == "mirror"
+
+    def _serve_from_mirror(self) -> Path:
+        self.platform, certs = kind_mirror.serve(self.platform_images(), self.run_dir, self.log)
+        return certs
+
     def release_source(self) -> BuiltHere | None:
         if not self.with_platform:
             return None
@@ -221,12 +230,23 @@ class KindProvider:
             self._with_platform(cluster)
             self.log(f"kind cluster {name} exists: reused as it is (and never deleted)")
             return cluster
-        extra = [*self.extra_images, *(self.platform_images().layouts() if self.with_platform else ())]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        preloaded = self.with_platform and not self.mirrored
+        extra = [*self.extra_images, *(self.platform_images().layouts() if preloaded else ())]
         image = self.node_image(extra)
         info["nodeImage"] = image
+        wanted = cluster_config(self.workers)
+        if self.mirrored:
+            try:
+                wanted = kind_mirror.with_mirror(wanted, self._serve_from_mirror())
+            except BaseException:
+                mirror.stop(self.run_dir)
+                raise
+            info["imageSource"] = f"local mirror {self.platform_images().mirror}"
+        elif self.with_platform:
+            info["imageSource"] = "built here, preloaded in the node image"
         config = self.run_dir / "kind-cluster.yaml"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        config.write_text(yaml.safe_dump(cluster_config(self.workers), sort_keys=False))
+        config.write_text(yaml.safe_dump(wanted, sort_keys=False))
         self.log(f"creating kind cluster {name}: control plane + {self.workers} workers, node image {image}")
         create_started = time.monotonic()
         cluster = self._cluster(name, created=True, info=info)
@@ -241,6 +261,7 @@ class KindProvider:
         except BaseException:
             # A failed or interrupted create can leave a half cluster behind; nothing has recorded it yet.
             self._delete_after_failure(name)
+            mirror.stop(self.run_dir)
             raise
         self._with_platform(cluster)
         info["readySeconds"] = round(time.monotonic() - started, 1)
@@ -340,6 +361,8 @@ class KindProvider:
             self.log(str(exc))
 
     def stop(self, cluster: Cluster | None) -> None:
+        if mirror.stop(self.run_dir):
+            self.log("local mirror stopped")
         if cluster is None or not cluster.created:
             return
         if self.settings.keep_cluster:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import configparser
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,10 @@ from serving_conformance.engine.tiny_model import ensure_tiny_model
 from serving_conformance.manifests.images import stand_in_pairs
 from serving_conformance.providers.local.gateway import ensure_traefik
 from serving_conformance.toolchain import go, images
+from serving_conformance.toolchain.mirror import split_reference
 from serving_conformance.toolchain.oci import Built
+
+MIRROR_CONFIG_PATH = "/etc/containerd/certs.d"
 
 Log = Callable[[str], None]
 
@@ -42,9 +45,23 @@ class PlatformImages:
     modelcar: Built
     engine_version: str
     traefik_version: str
+    # `--kind-images mirror`: the local mirror (host:port) the nodes pull these images from.
+    mirror: str | None = None
 
     def layouts(self) -> list[Path]:
         return [self.kserve_manager.path, self.traefik.path, self.vllm.path, self.modelcar.path]
+
+    def images(self) -> list[Built]:
+        return [self.kserve_manager, self.traefik, self.vllm, self.modelcar]
+
+    def published(self, mirror: str) -> PlatformImages:
+        """The same images under the names their releases publish (the modelcar keeps its own:
+        the manifests name theirs), pulled from `mirror`."""
+        return replace(
+            self, mirror=mirror,
+            kserve_manager=replace(self.kserve_manager, name=versions.KSERVE_CONTROLLER_IMAGE),
+            traefik=replace(self.traefik, name=versions.TRAEFIK_IMAGE.format(version=self.traefik_version)),
+            vllm=replace(self.vllm, name=versions.VLLM_CPU_IMAGE.format(version=self.engine_version)))
 
     def release_source(self, kserve_namespace: str) -> BuiltHere:
         return BuiltHere(versions.KSERVE, go.ensure_kustomize(), self.traefik.name, kserve_namespace,
@@ -55,8 +72,24 @@ class PlatformImages:
         digest as the manifests pin theirs (the node's containerd knows them by digest too)."""
         return stand_in_pairs(resources, self.vllm.reference, self.modelcar.reference)
 
+    def hosts_files(self) -> dict[str, str]:
+        """containerd's hosts.toml for each registry host the images are named under (a directory
+        of MIRROR_CONFIG_PATH each): the mirror is asked first, plain HTTP."""
+        files = {}
+        for built in self.images():
+            host = split_reference(built.name)[0]
+            server = "https://registry-1.docker.io" if host == "docker.io" else f"https://{host}"
+            files[host] = (f'server = "{server}"\n\n[host."http://{self.mirror}"]\n'
+                           '  capabilities = ["pull", "resolve"]\n')
+        return files
+
     def substitutions(self) -> list[Substitution]:
-        return [
+        source = [Substitution(
+            "image", "images pulled from their publishers' registries",
+            f"images from a local mirror (distribution {versions.DISTRIBUTION}'s registry at {self.mirror}) that "
+            "holds the images built here under their published names "
+            f"({', '.join(sorted({b.name.split('/', 1)[0] for b in self.images()}))} mirrored)")] if self.mirror else []
+        return [*source,
             Substitution("kserve-manager", f"KServe {versions.KSERVE}'s released controller image",
                          f"KServe {versions.KSERVE}'s manager built here from its module (`go build`), "
                          "without the kube-rbac-proxy sidecar that guards its metrics"),

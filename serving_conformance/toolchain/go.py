@@ -63,6 +63,7 @@ CNI_PLUGINS_MODULE = "github.com/containernetworking/plugins"
 COREDNS_MODULE = "github.com/coredns/coredns"
 KUBELET_API_MODULE = "k8s.io/kubelet"
 GPU_DEVICE_PLUGIN = "gpu-device-plugin"
+DISTRIBUTION_MODULE = "github.com/distribution/distribution/v3"
 # The `tool` directive a wrapper lists its binaries with needs this language version at least.
 WRAPPER_GO_MIN = "1.24"
 
@@ -311,6 +312,15 @@ def gpu_device_plugin_component() -> GoComponent:
                        own_source=True)
 
 
+def registry_component() -> GoComponent:
+    """distribution's registry: the local mirror that serves the published images' names."""
+    version = f"v{versions.DISTRIBUTION}"
+    return GoComponent(name="registry", module=DISTRIBUTION_MODULE, version=version,
+                       tools=(("registry", f"{DISTRIBUTION_MODULE}/cmd/registry"),),
+                       ldflags_x=((f"{DISTRIBUTION_MODULE}/version.version", version),),
+                       version_check=("registry", ("--version",), version))
+
+
 def go_components() -> tuple[GoComponent, ...]:
     """The local testbed's components. Cheapest first, so a broken setup fails before the long builds."""
     return (etcd_component(), kwok_component(), kubernetes_component(), kserve_component())
@@ -325,7 +335,7 @@ def kind_node_components() -> tuple[GoComponent, ...]:
 
 def all_components() -> tuple[GoComponent, ...]:
     seen: dict[str, GoComponent] = {}
-    for component in (*go_components(), kustomize_component(), *kind_node_components()):
+    for component in (*go_components(), kustomize_component(), *kind_node_components(), registry_component()):
         seen.setdefault(component.name, component)
     return tuple(seen.values())
 
