@@ -216,3 +216,24 @@ def test_the_run_dir_is_removed_only_after_a_complete_teardown(pytester, clean):
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("ends_with_starter", [True, False])
+def test_a_process_that_serves_one_run_ends_when_its_starter_is_killed(tmp_path, started, ends_with_starter):
+    """A starter killed outright (SIGKILL: no teardown) takes what it spawned with
+    `ends_with_starter` along; without it the process outlives the starter (the control)."""
+    run = tmp_path / "run"
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from serving_conformance.base import proc; "
+        f"p = proc.spawn('served', {SLEEP!r}, Path({str(run)!r}), ends_with_starter={ends_with_starter}); "
+        "print(p.pid, flush=True); time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    served = int(starter.stdout.readline())
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + (10 if ends_with_starter else 2)
+    while proc.running(served) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert proc.running(served) is not ends_with_starter
+    finally:
+        proc.stop(run, "served", grace=5)

@@ -18,6 +18,7 @@ Nothing here installs a signal handler: entry points decide what a signal means.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import os
@@ -25,6 +26,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -269,11 +271,26 @@ def records(run_dir: Path) -> list[Record]:
     return [r for r in (read_record(run_dir, n) for n in names) if r is not None]
 
 
+# prctl(PR_SET_PDEATHSIG): the kernel signals a process when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _terminated_with_starter() -> None:
+    """In the child, before exec: SIGTERM once the starter is gone, even killed outright (SIGKILL
+    leaves no teardown to stop it). Only a foreign call, resolved before the fork."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
 def spawn(
     name: str, args: Sequence[str], run_dir: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+    ends_with_starter: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a detached process (its own session, so it can outlive the starter), log to
-    `<run>/logs/<name>.log`, recorded in `<run>/pids/<name>.pid`, marked with RUN_ENV."""
+    `<run>/logs/<name>.log`, recorded in `<run>/pids/<name>.pid`, marked with RUN_ENV.
+    `ends_with_starter`: a process that serves only this run ends with the process that started it
+    (on Linux), whatever killed that."""
     log = log_path(run_dir, name)
     log.parent.mkdir(parents=True, exist_ok=True)
     environment = {**(env if env is not None else os.environ), RUN_ENV: str(run_dir)}
@@ -281,6 +298,7 @@ def spawn(
         process = subprocess.Popen(
             list(args), stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
             env=environment, cwd=cwd, start_new_session=True,
+            preexec_fn=_terminated_with_starter if ends_with_starter else None,
         )
     (pid_dir(run_dir) / f"{name}.pid").write_text(f"{process.pid}\n{args[0]}\n")
     return process

@@ -70,7 +70,8 @@ def start(run_dir: Path, host: str = "127.0.0.1", log: Log = progress, storage: 
     config = run_dir / "registry.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(_config(host, port, storage)))
-    process = proc.spawn(PROCESS, [str(binary), "serve", str(config)], run_dir)
+    # It serves this run alone: a run killed outright leaves no registry running.
+    process = proc.spawn(PROCESS, [str(binary), "serve", str(config)], run_dir, ends_with_starter=True)
     mirror = Mirror(f"{host}:{port}")
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
