@@ -109,7 +109,8 @@ def add_options(parser: pytest.Parser) -> None:
                       "by the nodes under their published names from a local registry mirror that holds the images "
                       "built here (mirror; the report lists it as a stand-in) (default: %(default)s)")
     cluster.addoption("--install-platform", action="store_true",
-                      help="on --cluster existing, install the platform (Gateway API, cert-manager, KServe) instead of only checking it")
+                      help="on --cluster existing, install the platform (Gateway API, cert-manager, KServe, and Envoy Gateway "
+                      "where no Gateway API implementation runs) from its releases instead of only checking it")
     cluster.addoption("--local-pods", choices=("vllm", "simulated"), default="vllm",
                       help="on the local testbed, run vLLM pods as real local vLLM processes, or only simulate them "
                       "(control plane only; data-plane tests then skip) (default: %(default)s)")

@@ -206,7 +206,8 @@ def clusters_to_prepare(asked: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m serving_conformance.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--for-cluster", action="append", default=[],
                         choices=("auto", "kind", "existing", "local", "none"),
                         help="the cluster to prepare for; repeat it for several (default: auto)")

@@ -1,6 +1,6 @@
-"""The example CI workflows are copyable into a platform repository: they install the suite
-rather than run this checkout's `./run`, pass the repository's manifests, cache the builds, and
-every option they give the suite and `prepare` is one those commands accept."""
+"""The CI workflows in ci/ are copyable into a platform repository: they install the suite rather
+than run this checkout's `./run`, pass the repository's manifests, build nothing on the runner,
+and every option they give the suite and `prepare` is one those commands accept."""
 
 import re
 import shlex
@@ -55,7 +55,8 @@ def test_the_kind_workflow_fits_a_standard_runner_and_guards_its_context():
     workflow = yaml.safe_load(text)
     job = workflow["jobs"]["conformance"]
     assert job["runs-on"] == "ubuntu-latest" and job["timeout-minutes"] <= 60
-    assert "sudo" not in text and "setup-go" not in text and "actions/cache" not in text
+    assert "sudo" not in text and "setup-go" not in text and "actions/cache" not in text and "cache:" not in text
+    assert workflow["permissions"] == {"contents": "read"}
     runs = commands(workflow)
     assert any(c[:2] == ["serving_conformance.prepare", "--published-node-image"] for c in runs)
     (cpu,) = [c for c in runs if c[0] == "serving-conformance" and "cpu" in c]

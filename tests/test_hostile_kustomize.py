@@ -40,3 +40,22 @@ def test_a_program_past_its_memory_bound_fails_instead_of_growing():
     result = proc.attempt([sys.executable, "-c", "x = bytearray(800 * 1024 * 1024)"], memory=300 * 1024 * 1024,
                           timeout=60)
     assert result.returncode != 0 and "MemoryError" in result.stderr
+
+
+def test_kustomize_out_of_memory_says_so_not_a_stack_dump(tmp_path):
+    """Go writes "fatal error: out of memory" first and every goroutine's stack after it: the
+    failure names the suite's bound, whatever follows; any other failure keeps kustomize's cause."""
+    import pytest
+
+    from serving_conformance.manifests.kustomize import Kustomization, RenderError, render
+
+    root = Kustomization(tmp_path / "kustomization.yaml", {})
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    dump = "fatal error: out of memory\\n" + "runtime.gopark(0xc000081f78?)\\n\\truntime/proc.go:424\\n" * 40
+    fake = [sys.executable, "-c", f"import sys; sys.stderr.write('{dump}'); sys.exit(2)"]
+    with pytest.raises(RenderError, match=r"needed more than the suite's 4096 MiB of address space") as caught:
+        list(render(root, fake))
+    assert "gopark" not in str(caught.value)
+    other = [sys.executable, "-c", "import sys; sys.stderr.write('Error: accumulating resources: missing.yaml'); sys.exit(1)"]
+    with pytest.raises(RenderError, match="accumulating resources: missing.yaml"):
+        list(render(root, other))

@@ -28,8 +28,13 @@ TEXTS = {
     f"INFO non-default args: {{'model': '/m', 'api_key': ['{KEY}'], 'port': 8000}}": "'port': 8000",
     f'{{"token": "{KEY}", "max_tokens": 5}}': '"max_tokens": 5',
     f"password: {KEY}\nname: x": "name: x",
+    f"secret: {KEY}\nname: x": "name: x",
+    f"ClientSecret: {KEY} and more": " and more",
+    f"SECRET: {KEY} and more": " and more",
 }
-KEPT = ["oci://registry.example/model@sha256:" + "a" * 64, "--served-model-name qwen --port 8000", "secretName: vllm"]
+KEPT = ["oci://registry.example/model@sha256:" + "a" * 64, "--served-model-name qwen --port 8000", "secretName: vllm",
+        "external-secrets.io/v1 ExternalSecret: no schema known here", "Secret: hf-token lacks key api-key",
+        "bitnami.com/v1alpha1 SealedSecret: no schema known here"]
 
 
 @pytest.mark.parametrize("text", sorted(TEXTS))

@@ -81,3 +81,17 @@ def test_an_empty_venv_runs_the_static_profile_in_a_platform_repository(wheel, t
     assert report["result"] == "success" and report["platformUnderTest"][0]["path"] == str(platform)
     # The repository's own tests/ were not collected: only the shipped suite ran.
     assert " passed" in result.stdout and "platform/tests" not in result.stdout
+
+
+def test_a_checkout_with_an_older_layouts_bytecode_left_reads_the_top_level(tmp_path, monkeypatch):
+    """`git pull` over the former layout leaves serving_conformance/suite/__pycache__ (ignored):
+    the suite is still read from conformance/; a package directory with files is the wheel's."""
+    from serving_conformance.base import data
+
+    package = tmp_path / "serving_conformance"
+    (package / "suite" / "static" / "__pycache__").mkdir(parents=True)
+    (package / "suite" / "static" / "__pycache__" / "test_x.cpython-311.pyc").write_bytes(b"")
+    monkeypatch.setattr(data, "PACKAGE", package)
+    assert data._shipped(package / "suite", "conformance") == tmp_path / "conformance"
+    (package / "suite" / "pytest.ini").write_text("[pytest]\n")
+    assert data._shipped(package / "suite", "conformance") == package / "suite"

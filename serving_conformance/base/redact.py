@@ -22,18 +22,21 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
 # A secret word ending a name: `api_key`, `hf-token`, `secret`, never `max_tokens` or `tokenizer`.
 _WORD = r"[A-Za-z0-9_.-]*(?:api[_-]?key|token|secret|password|passwd|credentials?)"
+# Kinds of objects that hold or fetch secrets, as the suite's messages name them (case as written).
+_SECRET_KINDS = r"(?-i:(?:Secret|ExternalSecret|ClusterExternalSecret|SealedSecret|PushSecret|SecretStore|ClusterSecretStore)\b)"
 _TEXT_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # --api-key=X, --hf-token X (same line only)
-    (re.compile(rf"(--?{_WORD})(=|[ \t]+)(?!-)[^\s\"',;]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
+    # --api-key=X, --hf-token X (same line only; a flag starts a word: not the `-token` of `hf-token`)
+    (re.compile(rf"(?<![\w-])(--?{_WORD})(=|[ \t]+)(?!-)[^\s\"',;]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
     # "--api-key", "X" (an argument list as a rule quotes it)
     (re.compile(rf"""(['"]--?{_WORD}['"][ \t]*,[ \t]*['"])[^'"\n]*(['"])""", re.IGNORECASE), rf"\1{REDACTED}\2"),
     # Authorization: Bearer X, Basic X, wherever they appear
     (re.compile(r"\b(Bearer|Basic)([ \t]+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
     # scheme://user:password@host (and a token as the user: https://TOKEN@host)
     (re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@"), rf"\1{REDACTED}@"),
-    # 'api_key': ['X'], "token": "X", password: X
-    (re.compile(rf"""(['"]?\b{_WORD}['"]?[ \t]*[:=][ \t]*)(\[?[ \t]*(?:'[^'\n]*'|"[^"\n]*")|[^\s,}}\]'"]+)""",
-                re.IGNORECASE), rf"\1{REDACTED}"),
+    # 'api_key': ['X'], "token": "X", password: X; never a Kubernetes kind that names secrets
+    # ("ExternalSecret: no schema known here", "Secret: hf-token lacks key")
+    (re.compile(rf"""(['"]?\b(?!{_SECRET_KINDS}[ \t]*:){_WORD}['"]?[ \t]*[:=][ \t]*)"""
+                rf"""(\[?[ \t]*(?:'[^'\n]*'|"[^"\n]*")|[^\s,}}\]'"]+)""", re.IGNORECASE), rf"\1{REDACTED}"),
 )
 
 

@@ -151,11 +151,12 @@ def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dic
         if result.returncode == 124:
             raise RenderError(f"kustomize ran past {RENDER_TIMEOUT_S:.0f}s and was stopped (the suite's bound)")
         if result.returncode != 0:
-            cause = _cause_last(proc.tail(result.stderr or result.stdout, 12))
-            if "out of memory" in cause or "cannot allocate memory" in cause:
-                cause = (f"kustomize needed more than the suite's {MAX_KUSTOMIZE_BYTES // 2**20} MiB and stopped: "
-                         f"{cause[-300:]}")
-            raise RenderError(cause)
+            output = result.stderr or result.stdout
+            # Go writes "fatal error: out of memory" first, then every goroutine's stack.
+            if "fatal error: out of memory" in output or "cannot allocate memory" in output:
+                raise RenderError(f"kustomize needed more than the suite's {MAX_KUSTOMIZE_BYTES // 2**20} MiB "
+                                  "of address space and stopped (fatal error: out of memory)")
+            raise RenderError(_cause_last(proc.tail(output, 12)))
         # kustomize's own output (aliases expanded, inputs read by kustomize): libyaml's loader,
         # many times faster than PyYAML's on a rendered release bundle.
         for document in yaml.load_all(result.stdout, Loader=_FAST_LOADER):
