@@ -169,6 +169,7 @@ def install_kind_platform() -> str:
 def kind_image_list(source: str) -> dict[str, object]:
     """Every image a `--cluster kind` run uses, with digests, for a mirror to hold: kind's node
     image, the images preloaded in it, and (`--kind-images mirror`) those pulled from the mirror."""
+    from serving_conformance.providers.kind_mirror import NODE_IMAGE_NAME
     from serving_conformance.providers.kind_platform import build_platform_images
     from serving_conformance.toolchain.kindnode import build_node_image
 
@@ -177,11 +178,14 @@ def kind_image_list(source: str) -> dict[str, object]:
         platform = platform.published("the local mirror")
     node = build_node_image(platform.layouts() if source == "built" else ())
     node_id = proc.run(["docker", "image", "inspect", "--format", "{{.Id}}", node.tag], step="docker image inspect")
+    node_image = {"name": node.tag, "id": node_id.strip(), "from": "built here, in the container engine"}
     listed = [{"name": name, "digest": digest, "from": "preloaded in the node image"} for name, digest in node.preloaded]
     if source == "mirror":
+        node_image = {**node_image, "name": NODE_IMAGE_NAME,
+                      "from": f"pulled by the container engine from the local mirror (built here as {node.tag})"}
         listed += [{"name": b.name, "digest": b.digest, "from": "pulled by the nodes from the local mirror"}
                    for b in platform.images()]
-    return {"kindImages": source, "nodeImage": {"name": node.tag, "id": node_id.strip()}, "images": listed}
+    return {"kindImages": source, "nodeImage": node_image, "images": listed}
 
 
 def install_engine() -> str:

@@ -65,6 +65,10 @@ def test_the_cpu_profile_passes_on_kind_and_the_cluster_is_deleted(pytester, tmp
         source_seen = data["observed"]["cluster.imageSource"]
         if source == "mirror":
             assert source_seen.startswith("local mirror ") and len(mirrored) == 1, (source_seen, mirrored)
+            # kind pulled its node image from the mirror on loopback; the mirror's name is gone after.
+            node_image = data["observed"]["cluster.nodeImage"]
+            assert node_image.startswith("127.0.0.1:") and node_image.endswith("/kindest/node:v1.34.3"), node_image
+            assert proc.attempt(["docker", "image", "inspect", node_image], timeout=60).returncode != 0
             listed = kind_image_list("mirror")
             on_nodes = _node_images(kind, name)
             unlisted = {d: n for d, n in on_nodes.items() if d not in {i["digest"] for i in listed["images"]}}

@@ -14,6 +14,9 @@
   `require_local_address`) live in net.py and are re-exported here.
 
 Nothing here installs a signal handler: entry points decide what a signal means.
+
+One module (about 420 lines): everything that starts, records, signals or waits for a process
+is in one place, so that no other module spawns or kills anything its own way.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ from serving_conformance.manifests.fit import FITTED, Room
 from serving_conformance.manifests.workloads import GPU_RESOURCE
 from serving_conformance.providers import kind_mirror, kindgpu, kindnet
 from serving_conformance.providers.kind_platform import PlatformImages, build_platform_images
-from serving_conformance.toolchain import docker, kindnode, mirror
+from serving_conformance.toolchain import docker, kindnode
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Log = Callable[[str], None]
@@ -136,6 +136,7 @@ class KindProvider:
         self._kind: str | None = None
         self.with_platform = with_platform
         self.platform: PlatformImages | None = None
+        self._mirrored_node: str | None = None  # kind's node image as pulled from the local mirror
 
     # --- the platform, built here -----------------------------------------------------------
 
@@ -148,10 +149,6 @@ class KindProvider:
     @property
     def mirrored(self) -> bool:
         return self.with_platform and self.settings.kind_images == "mirror"
-
-    def _serve_from_mirror(self) -> Path:
-        self.platform, certs = kind_mirror.serve(self.platform_images(), self.run_dir, self.log)
-        return certs
 
     def release_source(self) -> BuiltHere | None:
         if not self.with_platform:
@@ -238,11 +235,16 @@ class KindProvider:
         wanted = cluster_config(self.workers)
         if self.mirrored:
             try:
-                wanted = kind_mirror.with_mirror(wanted, self._serve_from_mirror())
+                served = kind_mirror.serve(self.platform_images(), image, self.run_dir, self.log,
+                                           timeouts.docker_command)
             except BaseException:
-                mirror.stop(self.run_dir)
+                kind_mirror.stop(self.run_dir, None)
                 raise
-            info["imageSource"] = f"local mirror {self.platform_images().mirror}"
+            self.platform, image, self._mirrored_node = served.platform, served.node_image, served.node_image
+            wanted = kind_mirror.with_mirror(wanted, served.certs)
+            info["nodeImage"] = image
+            info["imageSource"] = (f"local mirror {served.addresses[0]} (the nodes' pulls) and {served.addresses[1]} "
+                                   "(kind's node image, pulled by the container engine)")
         elif self.with_platform:
             info["imageSource"] = "built here, preloaded in the node image"
         config = self.run_dir / "kind-cluster.yaml"
@@ -261,7 +263,7 @@ class KindProvider:
         except BaseException:
             # A failed or interrupted create can leave a half cluster behind; nothing has recorded it yet.
             self._delete_after_failure(name)
-            mirror.stop(self.run_dir)
+            kind_mirror.stop(self.run_dir, self._mirrored_node)
             raise
         self._with_platform(cluster)
         info["readySeconds"] = round(time.monotonic() - started, 1)
@@ -361,7 +363,7 @@ class KindProvider:
             self.log(str(exc))
 
     def stop(self, cluster: Cluster | None) -> None:
-        if mirror.stop(self.run_dir):
+        if kind_mirror.stop(self.run_dir, self._mirrored_node):
             self.log("local mirror stopped")
         if cluster is None or not cluster.created:
             return

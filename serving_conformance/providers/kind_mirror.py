@@ -1,10 +1,12 @@
-"""`--kind-images mirror`: kind's nodes pull the platform's images under their published names from
-a local mirror (`toolchain.mirror`), as a cluster pulls them where registries answer.
+"""`--kind-images mirror`: kind's node image and the platform's images are pulled under their
+published names from a local mirror (`toolchain.mirror`), as they are pulled where registries answer.
 
-The mirror listens on the host's address on kind's network; the images built here are pushed to
-it with the digests they were built with; every node's containerd reads registry hosts from
-MIRROR_CONFIG_PATH, mounted from the run directory, where each host the images are named under
-sends its pulls to the mirror first.
+One storage, two registries: the nodes' on the host's address on kind's network, and the container
+engine's on loopback (the only address it pulls from over plain HTTP without being reconfigured).
+The images built here are pushed with the digests they were built with; kind's node image goes to
+the engine's side as `kindest/node`, untagged locally, and kind pulls it; every node's containerd
+reads registry hosts from MIRROR_CONFIG_PATH, mounted from the run directory, where each host the
+platform's images are named under sends its pulls to the mirror first.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving_conformance.base import proc, versions
 from serving_conformance.cluster.base import ProviderError
 from serving_conformance.providers.kind_platform import MIRROR_CONFIG_PATH, PlatformImages
 from serving_conformance.toolchain import docker, mirror
 
 Log = Callable[[str], None]
+ENGINE_SIDE = "registry-engine"
+# kind's node image as kind publishes it (the tag: the Kubernetes it runs).
+NODE_IMAGE_NAME = f"kindest/node:v{versions.KUBERNETES}"
 
 
 def mirror_host() -> str:
@@ -37,19 +44,41 @@ def with_mirror(config: dict[str, Any], certs: Path) -> dict[str, Any]:
     return config
 
 
-def serve(platform: PlatformImages, run_dir: Path, log: Log) -> tuple[PlatformImages, Path]:
-    """Start the mirror, push the platform's images under their published names, and write the
-    nodes' registry hosts: the images as the nodes name them, and the directory to mount."""
-    served = mirror.start(run_dir, mirror_host(), log)
-    published = platform.published(served.address)
+@dataclass(frozen=True)
+class Served:
+    platform: PlatformImages  # the images as the nodes name them
+    certs: Path  # the nodes' registry hosts, to mount at MIRROR_CONFIG_PATH
+    node_image: str  # kind's node image as kind pulls it from the mirror
+    addresses: tuple[str, str]  # the nodes' mirror, the container engine's
+
+
+def serve(platform: PlatformImages, node_image: str, run_dir: Path, log: Log, docker_timeout: float) -> Served:
+    """Start the mirror, push the platform's images and kind's node image under their published
+    names, and write the nodes' registry hosts."""
+    nodes_side = mirror.start(run_dir, mirror_host(), log)
+    engine_side = mirror.start(run_dir, "127.0.0.1", log, name=ENGINE_SIDE)
+    published = platform.published(nodes_side.address)
     started = time.monotonic()
     for built in published.images():
-        pushed = mirror.push(served, built.path, built.name)
+        pushed = mirror.push(nodes_side, built.path, built.name)
         if pushed != built.digest:
             raise ProviderError(f"the local mirror holds {built.name} as {pushed}, not as built ({built.digest})")
-    log(f"platform images pushed to the local mirror under their published names in {time.monotonic() - started:.1f}s")
+    node = f"{engine_side.address}/{NODE_IMAGE_NAME}"
+    for step in (["tag", node_image, node], ["push", "--quiet", node], ["rmi", node]):
+        proc.run(["docker", *step], step=f"docker {step[0]} {node}", timeout=docker_timeout, error=ProviderError)
+    log(f"kind's node image and the platform's images pushed to the local mirror under their published names "
+        f"in {time.monotonic() - started:.1f}s")
     certs = run_dir / "containerd-certs.d"
     for host, text in published.hosts_files().items():
         (certs / host).mkdir(parents=True, exist_ok=True)
         (certs / host / "hosts.toml").write_text(text)
-    return published, certs
+    return Served(published, certs, node, (nodes_side.address, engine_side.address))
+
+
+def stop(run_dir: Path, node_image: str | None) -> bool:
+    """Both registries stopped, and the node image's mirror name dropped from the engine (an
+    untag: the image stays under its own name)."""
+    if node_image is not None:
+        proc.attempt(["docker", "rmi", node_image], timeout=60)
+    stopped = mirror.stop(run_dir, ENGINE_SIDE)
+    return mirror.stop(run_dir) or stopped

@@ -87,7 +87,7 @@ class PlatformImages:
         source = [Substitution(
             "image", "images pulled from their publishers' registries",
             f"images from a local mirror (distribution {versions.DISTRIBUTION}'s registry at {self.mirror}) that "
-            "holds the images built here under their published names "
+            "holds the images built here under their published names: kind's node image and the platform's "
             f"({', '.join(sorted({b.name.split('/', 1)[0] for b in self.images()}))} mirrored)")] if self.mirror else []
         return [*source,
             Substitution("kserve-manager", f"KServe {versions.KSERVE}'s released controller image",

@@ -57,9 +57,11 @@ def _config(host: str, port: int, storage: Path) -> dict[str, object]:
             "http": {"addr": f"{host}:{port}"}}
 
 
-def start(run_dir: Path, host: str = "127.0.0.1", log: Log = progress, storage: Path | None = None) -> Mirror:
+def start(run_dir: Path, host: str = "127.0.0.1", log: Log = progress, storage: Path | None = None,
+          name: str = PROCESS) -> Mirror:
     """The registry listening on `host` (one of this machine's addresses); its storage in the
-    cache unless another directory is given."""
+    cache unless another directory is given. Several may serve one storage (each `name` is a
+    recorded process of the run): the container engine pulls over plain HTTP from loopback only."""
     binary = go.ensure_components(("registry",), log=log)["registry"].directory / "registry"
     storage = storage or storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
@@ -67,31 +69,31 @@ def start(run_dir: Path, host: str = "127.0.0.1", log: Log = progress, storage: 
         port = free_port(host)
     except OSError as exc:
         raise MirrorError(f"the local registry cannot listen on {host}: {exc}") from exc
-    config = run_dir / "registry.yaml"
+    config = run_dir / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(_config(host, port, storage)))
     # It serves this run alone: a run killed outright leaves no registry running.
-    process = proc.spawn(PROCESS, [str(binary), "serve", str(config)], run_dir, ends_with_starter=True)
+    process = proc.spawn(name, [str(binary), "serve", str(config)], run_dir, ends_with_starter=True)
     mirror = Mirror(f"{host}:{port}")
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise MirrorError(f"the local registry exited ({process.returncode}):\n"
-                              f"{proc.log_tail(run_dir, PROCESS)}")
+                              f"{proc.log_tail(run_dir, name)}")
         try:
             if httpx.get(f"{mirror.url}/v2/", timeout=2).status_code == 200:
-                log(f"local registry (distribution {versions.DISTRIBUTION}) at {mirror.address}")
+                log(f"local registry (distribution {versions.DISTRIBUTION}) at {mirror.address} ({name})")
                 return mirror
         except httpx.TransportError:
             pass
         time.sleep(proc.POLL_S * 4)
-    proc.stop(run_dir, PROCESS)
+    proc.stop(run_dir, name)
     raise MirrorError(f"the local registry did not answer on {mirror.address} within {START_TIMEOUT_S:.0f} s:\n"
-                      f"{proc.log_tail(run_dir, PROCESS)}")
+                      f"{proc.log_tail(run_dir, name)}")
 
 
-def stop(run_dir: Path) -> bool:
-    return proc.stop(run_dir, PROCESS)
+def stop(run_dir: Path, name: str = PROCESS) -> bool:
+    return proc.stop(run_dir, name)
 
 
 def split_reference(name: str) -> tuple[str, str, str]:
