@@ -136,7 +136,6 @@ class KindProvider:
         self._kind: str | None = None
         self.with_platform = with_platform
         self.platform: PlatformImages | None = None
-        self._mirrored_node: str | None = None  # kind's node image as pulled from the local mirror
 
     # --- the platform, built here -----------------------------------------------------------
 
@@ -238,9 +237,9 @@ class KindProvider:
                 served = kind_mirror.serve(self.platform_images(), image, self.run_dir, self.log,
                                            timeouts.docker_command)
             except BaseException:
-                kind_mirror.stop(self.run_dir, None)
+                kind_mirror.stop(self.run_dir)
                 raise
-            self.platform, image, self._mirrored_node = served.platform, served.node_image, served.node_image
+            self.platform, image = served.platform, served.node_image
             wanted = kind_mirror.with_mirror(wanted, served.certs)
             info["nodeImage"] = image
             info["imageSource"] = (f"local mirror {served.addresses[0]} (the nodes' pulls) and {served.addresses[1]} "
@@ -263,7 +262,7 @@ class KindProvider:
         except BaseException:
             # A failed or interrupted create can leave a half cluster behind; nothing has recorded it yet.
             self._delete_after_failure(name)
-            kind_mirror.stop(self.run_dir, self._mirrored_node)
+            kind_mirror.stop(self.run_dir)
             raise
         self._with_platform(cluster)
         info["readySeconds"] = round(time.monotonic() - started, 1)
@@ -363,7 +362,7 @@ class KindProvider:
             self.log(str(exc))
 
     def stop(self, cluster: Cluster | None) -> None:
-        if kind_mirror.stop(self.run_dir, self._mirrored_node):
+        if kind_mirror.stop(self.run_dir):
             self.log("local mirror stopped")
         if cluster is None or not cluster.created:
             return

@@ -25,6 +25,8 @@ from serving_conformance.toolchain import docker, mirror
 
 Log = Callable[[str], None]
 ENGINE_SIDE = "registry-engine"
+# The node image's mirror name, recorded in the run directory: teardown may be another process's.
+NODE_IMAGE_RECORD = "kind-node-image-from-mirror"
 # kind's node image as kind publishes it (the tag: the Kubernetes it runs).
 NODE_IMAGE_NAME = f"kindest/node:v{versions.KUBERNETES}"
 
@@ -64,6 +66,7 @@ def serve(platform: PlatformImages, node_image: str, run_dir: Path, log: Log, do
         if pushed != built.digest:
             raise ProviderError(f"the local mirror holds {built.name} as {pushed}, not as built ({built.digest})")
     node = f"{engine_side.address}/{NODE_IMAGE_NAME}"
+    (run_dir / NODE_IMAGE_RECORD).write_text(node)
     for step in (["tag", node_image, node], ["push", "--quiet", node], ["rmi", node]):
         proc.run(["docker", *step], step=f"docker {step[0]} {node}", timeout=docker_timeout, error=ProviderError)
     log(f"kind's node image and the platform's images pushed to the local mirror under their published names "
@@ -75,10 +78,13 @@ def serve(platform: PlatformImages, node_image: str, run_dir: Path, log: Log, do
     return Served(published, certs, node, (nodes_side.address, engine_side.address))
 
 
-def stop(run_dir: Path, node_image: str | None) -> bool:
-    """Both registries stopped, and the node image's mirror name dropped from the engine (an
-    untag: the image stays under its own name)."""
-    if node_image is not None:
-        proc.attempt(["docker", "rmi", node_image], timeout=60)
+def stop(run_dir: Path) -> bool:
+    """Both registries stopped, and the node image's mirror name dropped from the engine: an untag
+    (the image stays under the name it was built as), forced because the cluster's containers,
+    kept or not yet deleted, were made from that name."""
+    record = run_dir / NODE_IMAGE_RECORD
+    if record.is_file():
+        proc.attempt(["docker", "rmi", "--force", record.read_text().strip()], timeout=60)
+        record.unlink()
     stopped = mirror.stop(run_dir, ENGINE_SIDE)
     return mirror.stop(run_dir) or stopped
