@@ -118,3 +118,19 @@ def test_manifests_mapped_to_the_suites_own_images_rest_on_its_model_and_its_eng
     assert [s.subject for s in only_model.substitutions] == ["model"] and only_model.circular == {}
     mirrored = installed(Objects([]), MANIFESTS, "kserve", "0.19.0", ["mirror.example/vllm/vllm-openai:v0.23.0"])
     assert mirrored.substitutions == [] and mirrored.circular == {}
+
+
+def test_a_gateway_class_the_suite_made_for_the_implementation_it_installed_is_a_stand_in():
+    """--install-platform on an existing cluster: Envoy Gateway from its release serves the
+    manifests' class, through a GatewayClass the suite made (labelled so). The manifests declare no
+    GatewayClass of their own, so the class's controller is the platform's choice, not this one."""
+    made = {**CLASS, "metadata": {"name": "agentgateway", "labels": {"serving-conformance.dev/installed": "true"}},
+            "spec": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"}}
+    ours = installed(Objects([SAME_CLASS, made]), MANIFESTS, "kserve", "0.19.0")
+    assert [(s.subject, s.platform) for s in ours.substitutions] == [
+        ("gateway", "the platform's implementation of GatewayClass agentgateway")]
+    assert "gateway.envoyproxy.io/gatewayclass-controller, installed by this suite" in ours.substitutions[0].here
+    # The same class, made by the platform: its own gateway, no stand-in.
+    theirs = installed(Objects([SAME_CLASS, {**made, "metadata": {"name": "agentgateway"}}]), MANIFESTS, "kserve",
+                       "0.19.0")
+    assert theirs.substitutions == []

@@ -23,6 +23,7 @@ from serving_conformance.cluster.releases import TRAEFIK_CONTROLLER
 from serving_conformance.manifests.design import kserve_gateway
 from serving_conformance.manifests.model import ManifestSet
 from serving_conformance.manifests.workloads import GPU_RESOURCE, as_list, as_mapping
+from serving_conformance.platform.installer import INSTALLED_BY_LABEL
 from serving_conformance.providers.kind import SIMULATED_GPU_LABEL, pod_network_substitutions
 from serving_conformance.toolchain.images import LOCAL_REGISTRY, MODELCAR_IMAGE, VLLM_IMAGE
 
@@ -93,6 +94,16 @@ def gateway(kube: Reads, manifests: ManifestSet, found: Installed) -> None:
         found.substitutions.append(Substitution(
             "gateway", f"GatewayClass {platform_class}, as the manifests name it",
             f"GatewayClass {class_name} (controller {controller}), found on the cluster"))
+        return
+    if as_mapping(as_mapping(cls.get("metadata")).get("labels")).get(INSTALLED_BY_LABEL) == "true":
+        # The suite made this class for the implementation it installed (--install-platform).
+        declared_class = manifests.find("GatewayClass", class_name)
+        wanted = str(as_mapping(declared_class.spec).get("controllerName") or "") if declared_class else ""
+        if wanted != controller:
+            found.substitutions.append(Substitution(
+                "gateway", f"the platform's implementation of GatewayClass {class_name}"
+                + (f" (controller {wanted})" if wanted else ""),
+                f"controller {controller}, installed by this suite (--install-platform), serving class {class_name}"))
         return
     traefik = suite_images(kube, "traefik") if controller == TRAEFIK_CONTROLLER else []
     if traefik:
