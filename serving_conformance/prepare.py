@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     clusters = clusters_to_prepare(args.for_cluster)
     testbed, kind = "local" in clusters, "kind" in clusters
+    if args.list_images and not kind:
+        parser.error("--list-images lists a kind run's images: add --for-cluster kind")
     problems = preflight(testbed, args.engine, kind=kind)
     if problems:
         print("cannot prepare this machine:\n  - " + "\n  - ".join(problems), file=sys.stderr)

@@ -37,3 +37,10 @@ def test_auto_is_kind_where_an_engine_answers_and_kind_is_here(machine, on_path,
     assert choose.bounded_capacity("auto") == (chosen == "kind")
     said = []
     assert choose.resolve_choice("auto", said.append) == chosen and why in said[0]
+
+
+def test_an_image_list_without_kind_is_a_usage_error(machine, capsys):
+    machine()
+    with pytest.raises(SystemExit) as exited:
+        prepare.main(["--for-cluster", "none", "--list-images", "-"])
+    assert exited.value.code == 2 and "--list-images lists a kind run's images" in capsys.readouterr().err
