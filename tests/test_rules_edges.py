@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from serving_conformance.manifests.load import load_manifests
 from serving_conformance.rules import gpu, images, kserve, ports, resources, wiring
 from serving_conformance.rules.findings import Finding, Rule
 from serving_conformance.rules.published import _closed
@@ -343,3 +344,27 @@ def test_a_kind_kubernetes_defines_without_a_published_schema_is_not_judged():
     ctx = schema_ctx("apiVersion: v1\nkind: WatchEvent\nmetadata: {name: x}\n")
     with pytest.raises(CannotCheck, match="no schema for v1 WatchEvent in Kubernetes 1.34.3's published schemas"):
         SCHEMA_VALID.check(ctx.manifests.resources[0], ctx)
+
+
+SOPS_SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata: {name: cluster-secrets, namespace: flux-system}
+stringData: {token: "ENC[AES256_GCM,data:aGk=,iv:aXY=,tag:dGFn,type:str]"}
+sops:
+  age: [{recipient: age1x, enc: x}]
+%s
+"""
+
+
+@pytest.mark.parametrize("metadata, refused", [
+    ("  lastmodified: '2024-01-01T00:00:00Z'\n  mac: ENC[AES256_GCM,data:bWFj,type:str]\n  version: 3.8.1", False),
+    ("  version: 3.8.1", True),  # no MAC: not what SOPS writes, so the field is judged as written
+])
+def test_a_sops_encrypted_file_is_judged_as_it_is_applied_decrypted(tmp_path, metadata, refused):
+    (tmp_path / "secrets.sops.yaml").write_text(SOPS_SECRET % metadata)
+    ctx = schema_ctx("")
+    (secret,) = load_manifests(tmp_path).resources
+    findings = [f.found for f in SCHEMA_VALID.check(secret, ctx)]
+    assert ("sops" in secret.body) is refused
+    assert any("'sops' was unexpected" in f for f in findings) is refused

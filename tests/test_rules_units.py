@@ -1038,6 +1038,18 @@ spec:
     assert found(gpu.GPU_WORKLOADS, ctx, "dra") == []
 
 
+
+@pytest.mark.parametrize(("resources", "stuck"), [
+    ("{limits: {nvidia.com/mig-2g.48gb: 1}}", False),  # a MIG slice is a GPU
+    ("{limits: {nvidia.com/mig-4g.96gb: 2}}", False),
+    ("{requests: {nvidia.com/mig-2g.48gb: 1}}", True),  # extended resources are asked for through limits
+    ("{limits: {nvidia.com/gpu.shared: 1}}", True),  # not a MIG slice: the check still asks for nvidia.com/gpu
+])
+def test_a_mig_slice_in_the_limits_is_a_gpu(resources, stuck):
+    ctx = context(pod(f'{{name: vllm, image: "{IMAGE}", resources: {resources}}}', name="mig", strategy="{type: Recreate}"))
+    assert found(gpu.GPU_WORKLOADS, ctx, "mig") == (
+        ["deployment/mig container 'vllm' runs a GPU vLLM image without limits['nvidia.com/gpu']"] if stuck else [])
+
 # --- the survivors of mutation testing, each killed by the input it missed ---------------------------
 
 

@@ -89,6 +89,12 @@ def _owning_kustomization(path: Path, tree: Mapping[Path, kustomize.Kustomizatio
     return None
 
 
+def _sops_encrypted(data: Mapping[str, Any]) -> bool:
+    """A document SOPS encrypted: its values ENC[...], its key and MAC in a top-level `sops` block."""
+    block = data.get("sops")
+    return isinstance(block, Mapping) and "mac" in block and "lastmodified" in block
+
+
 def _tab_at(text: str, mark: Any) -> bool:
     """Whether a parse error points at a tab (libyaml only says "cannot start any token")."""
     if mark is None:
@@ -314,6 +320,9 @@ class _Walker(Rendering):
         if str(data["apiVersion"]).partition("/")[0] in KUSTOMIZE_GROUPS:
             self.skip(path, f"kustomize's own {data['kind']} (its input, never an API object): not judged", line)
             return
+        if _sops_encrypted(data):
+            # SOPS keeps its metadata in the file; Flux and `sops -d` drop it before applying.
+            data = {key: value for key, value in data.items() if key != "sops"}
         if data["kind"] == "List":
             for item in data.get("items") or []:
                 self.add(path, line, item, via)

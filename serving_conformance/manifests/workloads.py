@@ -24,6 +24,9 @@ POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet")
 # KServe's serving runtimes: templates whose resources each InferenceService that uses one gives.
 RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
 GPU_RESOURCE = "nvidia.com/gpu"
+# NVIDIA's MIG slices (the device plugin's mixed strategy: nvidia.com/mig-1g.10gb, ...) are GPUs too,
+# each its own extended resource; the GPU slots count whole GPUs only.
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 VLLM_DEFAULT_PORT = 8000
 # KServe points the Service and probes at the first containerPort, or at 8080 when none is declared.
 KSERVE_DEFAULT_PORT = 8080
@@ -222,6 +225,14 @@ class Container:
     @property
     def requests_gpu(self) -> bool:
         return GPU_RESOURCE in self.limits() or GPU_RESOURCE in self.requests()
+
+    @property
+    def gpu_limit(self) -> str | None:
+        """The NVIDIA GPU resource its limits ask for (a whole GPU, else a MIG slice), or None."""
+        limits = self.limits()
+        if GPU_RESOURCE in limits:
+            return GPU_RESOURCE
+        return next((str(name) for name in sorted(limits) if str(name).startswith(MIG_RESOURCE_PREFIX)), None)
 
     @property
     def claims_devices(self) -> bool:

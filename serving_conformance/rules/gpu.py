@@ -21,12 +21,13 @@ def _check_gpu(resource: Resource, ctx: RuleContext) -> list[Finding]:
         where = f"{workload.label} container {container.name!r}"
         if container.claims_devices:
             continue  # its GPUs come from a ResourceClaim (DRA): no count to check against the slots
-        if GPU_RESOURCE not in container.limits() and resource.kind not in RUNTIME_KINDS:
+        if container.gpu_limit is None and resource.kind not in RUNTIME_KINDS:
             findings.append(
                 Finding(
                     found=f"{where} runs a GPU vLLM image without limits[{GPU_RESOURCE!r}]",
                     effect="the pod lands on a node without a GPU and vLLM fails to start",
-                    fix=f"set resources.limits[{GPU_RESOURCE!r}] (extended resources are requested through limits)",
+                    fix=f"set resources.limits[{GPU_RESOURCE!r}], or a MIG slice's resource (extended resources are "
+                        "requested through limits)",
                 )
             )
         if workload.label in checked:
