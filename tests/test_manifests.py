@@ -215,3 +215,45 @@ def test_a_directory_that_holds_only_a_helm_chart_is_listed_not_a_problem(tmp_pa
     manifests = load_manifests(tmp_path)
     assert not manifests.problems and "Helm chart" in manifests.not_followed[0].message
     assert "holds no YAML" in load_manifests(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path).problems[0].message
+
+
+FLUX_SYNC = """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 10m, path: %s, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+"""
+
+
+def flux_repository(top: Path, flux_path: str, between: bool = False) -> Path:
+    """A Flux repository: clusters/dev is built by Flux, its platform/ kustomization lists a file
+    of a shared profile two directories up, which plain kustomize refuses to load."""
+    write(top / "clusters/dev/flux-system/gotk-sync.yaml", FLUX_SYNC % flux_path)
+    write(top / "clusters/dev/flux-system/kustomization.yaml", "resources: [gotk-sync.yaml]\n")
+    write(top / "clusters/dev/platform/kustomization.yaml",
+          "namespace: serving\nresources: [../../_profiles/configs.yaml]\n")
+    write(top / "clusters/_profiles/configs.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\n")
+    if between:  # a kustomization Flux builds instead, which does not list platform/
+        write(top / "clusters/dev/kustomization.yaml", "resources: [flux-system]\n")
+    return top
+
+
+@pytest.mark.parametrize(("flux_path", "between", "rendered"), [
+    ("./clusters/dev", False, True),  # Flux generates clusters/dev's kustomization: platform/ is in it
+    ("./clusters/dev/platform", False, True),
+    ("./clusters/other", False, False),  # no Flux Kustomization builds it: kustomize's rules
+    ("./clusters/dev", True, False),  # Flux builds the kustomization in clusters/dev, not platform/
+])
+def test_a_kustomization_flux_builds_may_read_beside_its_directory(tmp_path, flux_path, between, rendered):
+    manifests = load_manifests(flux_repository(tmp_path, flux_path, between))
+    shared = [r for r in manifests.resources if r.name == "shared"]
+    refused = [p.message for p in manifests.problems if "is not in or below" in p.message]
+    assert [r.namespace for r in shared] == (["serving"] if rendered else [])  # listed: never read alone
+    assert bool(refused) is not rendered
+
+
+def test_flux_does_not_widen_what_is_read_beyond_the_manifests_directories(tmp_path):
+    flux_repository(tmp_path, "./")  # the Flux path is the manifests root itself
+    manifests = load_manifests(tmp_path / "clusters/dev")  # profiles are outside what was asked for
+    assert [p.message for p in manifests.problems if "is not in or below" in p.message]
+    assert not [r for r in manifests.resources if r.name == "shared"]

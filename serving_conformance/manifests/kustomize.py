@@ -137,8 +137,9 @@ class RenderError(RuntimeError):
     pass
 
 
-def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(source file, object) for each object the root renders to, origin annotations removed."""
+def render(root: Kustomization, renderer: list[str], unrestricted: bool = False) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(source file, object) for each object the root renders to, origin annotations removed;
+    `unrestricted`: files outside each kustomization's directory may be read, as Flux builds."""
     with tempfile.TemporaryDirectory(prefix="sc-kustomize-") as tmp:
         wrapper = Path(tmp)
         relative = Path(*[".."] * len(wrapper.resolve().parts[1:])) / root.directory.resolve().relative_to("/")
@@ -146,7 +147,8 @@ def render(root: Kustomization, renderer: list[str]) -> Iterator[tuple[Path, dic
             "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
             "resources": [str(relative)], "buildMetadata": ["originAnnotations"],
         }))
-        result = proc.attempt([*renderer, str(wrapper)], timeout=RENDER_TIMEOUT_S, memory=MAX_KUSTOMIZE_BYTES,
+        loading = ["--load-restrictor", "LoadRestrictionsNone"] if unrestricted else []
+        result = proc.attempt([*renderer, *loading, str(wrapper)], timeout=RENDER_TIMEOUT_S, memory=MAX_KUSTOMIZE_BYTES,
                               env={**os.environ, "GOMEMLIMIT": str(MAX_KUSTOMIZE_BYTES // 2)})
         if result.returncode == 124:
             raise RenderError(f"kustomize ran past {RENDER_TIMEOUT_S:.0f}s and was stopped (the suite's bound)")

@@ -34,6 +34,7 @@ from serving_conformance.manifests.documents import (
     is_values_file,
     templated_name,
 )
+from serving_conformance.manifests.flux import FluxPaths
 from serving_conformance.manifests.model import HELM_VALUES_KIND, LoadProblem, ManifestSet, Resource
 from serving_conformance.manifests.rendering import YAML_SUFFIXES, Rendering
 
@@ -117,6 +118,7 @@ class _Walker(Rendering):
         self.full = False  # a limit on the whole walk was reached: read nothing more
         self._starts: dict[Path, dict[tuple[Any, Any], int]] = {}
         self._vetted: dict[Path, str | None] = {}
+        self.flux = FluxPaths((), Path("."))
 
     # --- scanning -----------------------------------------------------------------------------
 
@@ -194,6 +196,7 @@ class _Walker(Rendering):
 
     def load_tree(self, root: Path) -> None:
         found, directories = self.scan(root)
+        self.flux = FluxPaths(found, root)
         tree: dict[Path, kustomize.Kustomization] = {}
         for directory in directories:
             path = kustomize.kustomization_file(directory)

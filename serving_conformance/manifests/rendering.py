@@ -16,6 +16,7 @@ import yaml
 
 from serving_conformance.base import yamlsafe
 from serving_conformance.manifests import files, kustomize
+from serving_conformance.manifests.flux import FluxPaths
 from serving_conformance.manifests.model import LoadProblem, ManifestSet
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -38,6 +39,8 @@ class Rendering:
     _renderer: list[str] | None | bool
     _starts: dict[Path, dict[tuple[Any, Any], int]]
     _vetted: dict[Path, str | None]
+    real_roots: tuple[Path, ...]
+    flux: FluxPaths
 
     def renderer(self) -> list[str] | None:
         if self._renderer is False:
@@ -67,13 +70,19 @@ class Rendering:
                 "or put kustomize or kubectl on PATH)"))
             return
         try:
-            rendered = list(kustomize.render(root, renderer))
+            rendered = list(kustomize.render(root, renderer, unrestricted=self.built_by_flux(members)))
         except kustomize.RenderError as exc:
             self.result.problems.append(LoadProblem(root.path, None, f"kustomize cannot render it: {exc}"))
             return
         self.result.files.append(root.path)
         for source, document in rendered:
             self.add(source, self.line_of(source, document), document, via=root.path)
+
+    def built_by_flux(self, members: list[kustomize.Kustomization]) -> bool:
+        """Flux builds the root (members[0]) and everything it reads is inside the manifests
+        directories: kustomize may then read across kustomizations' directories, as Flux's does."""
+        inside = all(files.within(p, self.real_roots) for k in members for p in (*k.files, *k.dirs))
+        return inside and self.flux.builds(members[0].directory)
 
     def vetted(self, members: list[kustomize.Kustomization]) -> bool:
         """Every YAML file these kustomizations read passes the same bounded reader as any manifest
