@@ -90,7 +90,7 @@ def _reason(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")[:MAX_REASON]
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
-    return text[:MAX_REASON]
+    return text.removeprefix("Failed: ")[:MAX_REASON]  # pytest.fail's word: the outcome says it already
 
 
 def _sentence(sub: dict[str, str]) -> str:
