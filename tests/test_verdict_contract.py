@@ -78,6 +78,12 @@ def test_a_run_stopped_while_it_reads_the_manifests_leaves_no_earlier_verdict(py
                                        else "the run did not finish")
 
 
+def _ctrl_c_default() -> None:
+    """In the run under test, SIGINT is Ctrl-C again: a shell without job control starts background
+    commands with SIGINT ignored, and a Python started so never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_run_has_no_success_anywhere_and_a_reason(tmp_path):
     """SIGINT while the static profile runs (the default manifests repeated to make it long)."""
     manifests = tmp_path / "m"
@@ -91,7 +97,8 @@ def test_an_interrupted_run_has_no_success_anywhere_and_a_reason(tmp_path):
     report_path = tmp_path / "r.yaml"
     process = subprocess.Popen([sys.executable, "-m", "pytest", str(SUITE), "-m", "static", "-p", "no:cacheprovider",
                                 f"--manifests-dir={manifests}", f"--conformance-report={report_path}"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=_ctrl_c_default)
     deadline = time.monotonic() + 120
     seen = ""
     while time.monotonic() < deadline and "test_" not in seen:
