@@ -241,6 +241,8 @@ def flux_repository(top: Path, flux_path: str, between: bool = False) -> Path:
 @pytest.mark.parametrize(("flux_path", "between", "rendered"), [
     ("./clusters/dev", False, True),  # Flux generates clusters/dev's kustomization: platform/ is in it
     ("./clusters/dev/platform", False, True),
+    ("/clusters/dev", False, True),  # from the source's root, a leading "/" or not
+    ("../clusters/dev", False, False),  # above the source's root: Flux builds nothing there
     ("./clusters/other", False, False),  # no Flux Kustomization builds it: kustomize's rules
     ("./clusters/dev", True, False),  # Flux builds the kustomization in clusters/dev, not platform/
 ])

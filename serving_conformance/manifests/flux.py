@@ -34,8 +34,9 @@ class FluxPaths:
             for data in _documents(path):
                 if data.get("kind") == "Kustomization" and str(data.get("apiVersion", "")).startswith(f"{GROUP}/"):
                     spec = data.get("spec") if isinstance(data.get("spec"), Mapping) else {}
-                    target = files.real_path(self._base / str(spec.get("path") or "."))
-                    if isinstance(target, Path):
+                    # Relative to the source's root, as Flux joins it (a leading "/" included).
+                    target = files.real_path(self._base / str(spec.get("path") or ".").lstrip("/"))
+                    if isinstance(target, Path) and files.within(target, (self._base,)):
                         paths.add(target)
         return frozenset(paths)
 
