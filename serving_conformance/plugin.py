@@ -10,6 +10,7 @@ place to run, and the report module writes the verdict.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import signal
 from collections.abc import Iterator
@@ -78,8 +79,40 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     return None
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+# Signals received as an interrupt, per run. Python raises KeyboardInterrupt wherever the main
+# thread is; raised inside a finalizer (__del__, a generator the collector closes) it is only
+# printed and the run goes on, so the record makes the next test's end raise it again.
+SIGNALLED = pytest.StashKey[list[int]]()
+PREVIOUS_HANDLERS = pytest.StashKey[dict[int, object]]()
+
+
+def _signal_as_interrupt(record: list[int], signum: int, frame: object) -> None:
+    record.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _take_signals(config: pytest.Config) -> None:
+    """SIGTERM (a CI cancel) goes through the same teardown as Ctrl-C, and both are recorded; a
+    signal someone else handles, or ignores, is left as it is."""
+    record: list[int] = []
+    config.stash[SIGNALLED] = record
+    previous = {}
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        if signal.getsignal(signum) in (default, None):
+            previous[signum] = signal.signal(signum, functools.partial(_signal_as_interrupt, record))
+    config.stash[PREVIOUS_HANDLERS] = previous
+
+
+def _raise_if_signalled(config: pytest.Config) -> None:
+    """A test ended although a signal came: its KeyboardInterrupt was swallowed; raise it here."""
+    record = config.stash.get(SIGNALLED, [])
+    if record:
+        raise KeyboardInterrupt(f"signal {record[-1]} (raised again: Python could not stop the run where it came)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for signum, handler in config.stash.get(PREVIOUS_HANDLERS, {}).items():
+        signal.signal(signum, handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -130,9 +163,7 @@ def _configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:  # the controller (or the only process): owns the run and the report
         config.stash[RUN] = new_run()
-        # SIGTERM (a CI cancel) goes through the same teardown as Ctrl-C.
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        _take_signals(config)
         report = ConformanceReport(settings, manifests)
         config.stash[REPORT] = report
         config.pluginmanager.register(report, "sc-report")
@@ -355,3 +386,4 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         stash[DEPLOYER].release()
     elif DEPLOYER in stash and stash[DEPLOYER].bounded:
         stash[DEPLOYER].release_except(stash.get(LATER_NEEDS, {}).get(item.nodeid, set()))
+    _raise_if_signalled(item.config)

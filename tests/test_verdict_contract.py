@@ -186,3 +186,41 @@ def test_secrets_the_suite_creates_are_stand_ins_for_the_workloads_that_read_the
     assert example.platform == "Secret raw-vllm-api-key (api-key) as the platform provides it"
     platform = {s.platform for s in secret_stand_ins(load_manifests(SUITE.parent / "fixtures" / "platform-repo"))}
     assert "Secret raw-vllm-secrets (api-key, hf-token) as ExternalSecret raw-vllm-secrets writes it" in platform
+
+
+SWALLOWED = """
+import os, signal, time
+import pytest
+from serving_conformance import behaviours as B
+
+class ClosedByTheCollector:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)  # Ctrl-C lands in a finalizer: Python prints its KeyboardInterrupt and goes on
+
+@pytest.mark.behaviour(B.MANIFESTS_PARSE)
+def test_first():
+    ClosedByTheCollector()
+
+@pytest.mark.behaviour(B.MANIFESTS_PARSE)
+def test_second():
+    pass
+"""
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+def test_ctrl_c_that_python_swallows_still_interrupts_the_run(pytester, plugin):
+    """A KeyboardInterrupt raised inside a finalizer is only printed; the run records the signal
+    and stops at the end of that test. The control: without the suite's plugin, the run goes on."""
+    pytester.makepyfile(test_swallowed=SWALLOWED)
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly"] + ([] if plugin else ["-p", "no:serving_conformance"])
+    result = pytester.runpytest_subprocess(*args, "--conformance-report=r.yaml" if plugin else "-q")
+    if plugin:
+        report = yaml.safe_load((pytester.path / "r.yaml").read_text())
+        assert result.ret == pytest.ExitCode.INTERRUPTED and report["result"] == "interrupted", result.stdout.str()
+        tests = {t["id"].rsplit("::", 1)[-1]: t["outcome"] for profile in report["profiles"]
+                 for behaviour in profile["behaviours"] for t in behaviour["tests"]}
+        assert tests == {"test_first": "pass", "test_second": "not-run"}, tests
+    else:
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()  # both passed: the interrupt was lost
+        result.assert_outcomes(passed=2)
